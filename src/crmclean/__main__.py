@@ -1,0 +1,3 @@
+from crmclean.cli import main
+
+main()

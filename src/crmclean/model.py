@@ -1,0 +1,152 @@
+"""The canonical record model shared by every stage.
+
+A *canonical frame* is a pandas DataFrame of strings (``""`` for blank, never NaN) with the
+internal identity columns, the canonical CRM fields, and ``extra.<header>`` columns for
+source columns the mapping does not know (carried through untouched).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+# Internal identity columns, present in every canonical frame.
+ROW = "_row"  # 0..n-1 over the whole run, stable order: input file order, then line
+SOURCE_FILE = "_source_file"
+SOURCE_LINE = "_source_line"  # physical line (CSV) or sheet row (XLSX) where the record starts
+OBJECT_TYPE = "_object"  # contact | lead | account
+RECORD_ID = "record_id"
+EXTRA_PREFIX = "extra."
+
+CANONICAL_FIELDS: tuple[str, ...] = (
+    "record_id",
+    "salutation",
+    "first_name",
+    "middle_name",
+    "last_name",
+    "suffix",
+    "full_name",
+    "job_title",
+    "email",
+    "email_2",
+    "phone",
+    "mobile",
+    "company_name",
+    "company_domain",
+    "account_ref",
+    "street_1",
+    "street_2",
+    "city",
+    "state",
+    "postal_code",
+    "country",
+    "owner_ref",
+    "created_at",
+    "modified_at",
+    "last_activity_at",
+    "lead_status",
+    "lifecycle_stage",
+    "lead_source",
+    "account_status",
+    "email_opt_out",
+    "do_not_call",
+    "notes",
+)
+
+DATE_FIELDS: tuple[str, ...] = ("created_at", "modified_at", "last_activity_at")
+BOOL_FIELDS: tuple[str, ...] = ("email_opt_out", "do_not_call")
+PHONE_FIELDS: tuple[str, ...] = ("phone", "mobile")
+EMAIL_FIELDS: tuple[str, ...] = ("email", "email_2")
+NAME_FIELDS: tuple[str, ...] = ("first_name", "middle_name", "last_name")
+
+CHANGE_COLUMNS: tuple[str, ...] = (
+    "record_id",
+    "stage",
+    "rule_id",
+    "field",
+    "before",
+    "after",
+    "reason",
+)
+FINDING_COLUMNS: tuple[str, ...] = ("record_id", "stage", "check_id", "field", "severity", "reason")
+
+LEDGER_STATES: tuple[str, ...] = (
+    "exported",
+    "merged",
+    "archived",
+    "deactivated",
+    "deleted",
+    "rejected",
+)
+
+
+def empty_changes() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series([], dtype=object) for c in CHANGE_COLUMNS})
+
+
+def empty_findings() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series([], dtype=object) for c in FINDING_COLUMNS})
+
+
+@dataclass
+class StageResult:
+    """What a stage returns: the new frame, the value changes it made and what it found."""
+
+    frame: pd.DataFrame
+    changes: pd.DataFrame = field(default_factory=empty_changes)
+    findings: pd.DataFrame = field(default_factory=empty_findings)
+
+
+def changes_frame(
+    record_ids: pd.Series,
+    *,
+    stage: str,
+    rule_id: str,
+    field_name: str,
+    before: pd.Series,
+    after: pd.Series,
+    reason: str | pd.Series,
+) -> pd.DataFrame:
+    """Build a change table from aligned series (vectorised; no per-row Python)."""
+    n = len(record_ids)
+    return pd.DataFrame(
+        {
+            "record_id": record_ids.to_numpy(dtype=object),
+            "stage": [stage] * n,
+            "rule_id": [rule_id] * n,
+            "field": [field_name] * n,
+            "before": before.to_numpy(dtype=object),
+            "after": after.to_numpy(dtype=object),
+            "reason": reason.to_numpy(dtype=object) if isinstance(reason, pd.Series) else [reason] * n,
+        }
+    )
+
+
+def findings_frame(
+    record_ids: pd.Series,
+    *,
+    stage: str,
+    check_id: str,
+    field_name: str,
+    severity: str,
+    reason: str | pd.Series,
+) -> pd.DataFrame:
+    n = len(record_ids)
+    return pd.DataFrame(
+        {
+            "record_id": record_ids.to_numpy(dtype=object),
+            "stage": [stage] * n,
+            "check_id": [check_id] * n,
+            "field": [field_name] * n,
+            "severity": [severity] * n,
+            "reason": reason.to_numpy(dtype=object) if isinstance(reason, pd.Series) else [reason] * n,
+        }
+    )
+
+
+def concat(frames: list[pd.DataFrame], columns: tuple[str, ...]) -> pd.DataFrame:
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return pd.DataFrame({c: pd.Series([], dtype=object) for c in columns})
+    return pd.concat(frames, ignore_index=True)[list(columns)]
