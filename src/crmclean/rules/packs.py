@@ -349,10 +349,15 @@ def _load_uncached(path_str: str, expect: str | None, chain: tuple[str, ...]) ->
     return Pack(name=name, kind=kind, path=path_str, data=data, sha256=digest)
 
 
-def load_table(pack: Pack, ref: str) -> Any:
+def load_table(pack_path: str, ref: str) -> Any:
     """Load a data table (e.g. ``data/usps_pub28.yaml``) named by a pack, relative to it."""
     path = Path(ref)
     if not path.is_absolute():
-        local = Path(pack.path).parent / path
+        local = Path(pack_path).parent / path
         path = local if local.is_file() else rules_dir() / path
     return _plain(load_yaml_file(str(path)))
+
+
+def load_table_path(ref: str) -> Any:
+    """Load a shipped data table by its path relative to the rules folder."""
+    return _plain(load_yaml_file(str(rules_dir() / ref)))

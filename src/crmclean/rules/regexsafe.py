@@ -52,6 +52,19 @@ def _nested_repeat(items: Any) -> bool:
     return False
 
 
+def _uses_lookaround(items: Any) -> bool:
+    for op, arg in items:
+        if op in (sre_parse.ASSERT, sre_parse.ASSERT_NOT):
+            return True
+        if op in _REPEATS and _uses_lookaround(arg[2]):
+            return True
+        if op == sre_parse.SUBPATTERN and _uses_lookaround(arg[-1]):
+            return True
+        if op == sre_parse.BRANCH and any(_uses_lookaround(b) for b in arg[1]):
+            return True
+    return False
+
+
 def check_pattern(pattern: str) -> tuple[str, str] | None:
     """Return (code, message) when a pack pattern is invalid or unsafe, else None."""
     if len(pattern) > 2000:
@@ -60,6 +73,8 @@ def check_pattern(pattern: str) -> tuple[str, str] | None:
         parsed = sre_parse.parse(pattern)
     except re.error as exc:
         return ("E-RULE-REGEX", f"invalid regular expression ({exc.msg} at position {exc.pos})")
+    if _uses_lookaround(list(parsed)):
+        return ("E-RULE-REGEX", "lookahead/lookbehind is not supported by the linear-time engine (use 'exclude:' patterns)")
     if _nested_repeat(list(parsed)):
         return ("E-RULE-REGEX-UNSAFE", "nested repetition or backreference (catastrophic backtracking)")
     try:

@@ -1,0 +1,319 @@
+"""The normalize stage: canonical values → the forms a new CRM, a dialer and the post office expect.
+
+Every normalizer is a pure function applied once per unique value (or unique combination of
+values); the stage records each value it changed (one row per record and field, before →
+after, with the rules that fired) and each value it had to keep as it was (a finding with a
+reason code). Nothing is deleted: an invalid value is kept and flagged.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from crmclean.model import (
+    BOOL_FIELDS,
+    CANONICAL_FIELDS,
+    DATE_FIELDS,
+    RECORD_ID,
+    SOURCE_FILE,
+    StageResult,
+    changes_frame,
+    concat,
+    findings_frame,
+    FINDING_COLUMNS,
+    CHANGE_COLUMNS,
+)
+from crmclean.normalize.address import Pub28, normalize_city, normalize_postal, normalize_state, normalize_us_street, normalize_foreign_street
+from crmclean.normalize.booleans import DEFAULT_FALSE, DEFAULT_TRUE, normalize_bool
+from crmclean.normalize.company import DEFAULT_LEGAL, company_display, company_key
+from crmclean.normalize.country import CountryTable
+from crmclean.normalize.dates import column_order, normalize_date
+from crmclean.normalize.email import normalize_emails
+from crmclean.normalize.name import NameOptions, normalize_person
+from crmclean.normalize.phone import normalize_phones, region_for
+from crmclean.normalize.text import tidy
+from crmclean.rules.packs import Pack, load_table
+
+STAGE = "normalize"
+US_LIKE = ("US", "PR", "VI", "GU", "AS", "MP")
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """What the normalizers need to know about one input file."""
+
+    date_order: str = "auto"  # mdy | dmy | ymd | auto
+    timezone: str = "UTC"
+    true_words: frozenset[str] = frozenset(DEFAULT_TRUE)
+    false_words: frozenset[str] = frozenset(DEFAULT_FALSE)
+    excel: bool = False
+    date1904: bool = False
+
+    @classmethod
+    def from_pack(cls, pack: Pack, *, excel: bool = False, date1904: bool = False) -> SourceInfo:
+        dates = pack.data.get("dates", {})
+        bools = pack.data.get("booleans", {})
+        return cls(
+            date_order=dates.get("order", "auto"),
+            timezone=dates.get("timezone", "UTC"),
+            true_words=frozenset(w.casefold() for w in bools.get("true", DEFAULT_TRUE)),
+            false_words=frozenset(w.casefold() for w in bools.get("false", DEFAULT_FALSE)),
+            excel=excel,
+            date1904=date1904,
+        )
+
+
+@dataclass
+class NormalizeContext:
+    sources: dict[str, SourceInfo] = field(default_factory=dict)  # by _source_file
+
+
+def _factorized(series: pd.Series, fn: Callable[[str], Any]) -> list[Any]:
+    codes, uniques = pd.factorize(series, use_na_sentinel=False)
+    results = [fn(u) for u in uniques]
+    return [results[c] for c in codes]
+
+
+def _map(series: pd.Series, fn: Callable[[str], Any]) -> np.ndarray:
+    codes, uniques = pd.factorize(series, use_na_sentinel=False)
+    results = np.empty(len(uniques), dtype=object)
+    for i, u in enumerate(uniques):
+        results[i] = fn(u)
+    return results[codes] if len(codes) else np.empty(0, dtype=object)
+
+
+@lru_cache(maxsize=8)
+def _tables(pack_path: str, pub_ref: str, country_ref: str) -> tuple[Pub28, CountryTable]:
+    return Pub28.from_data(load_table(pack_path, pub_ref)), CountryTable.from_data(load_table(pack_path, country_ref))
+
+
+class _Recorder:
+    """Tracks, per field, which rules changed a value and which flags were raised."""
+
+    def __init__(self, frame: pd.DataFrame) -> None:
+        self.frame = frame
+        self.rules: dict[str, np.ndarray] = {}
+        self.findings: list[pd.DataFrame] = []
+
+    def set(self, field_name: str, new: Any, rule: str) -> None:
+        new_arr = np.asarray(new, dtype=object)
+        old = self.frame[field_name].to_numpy(dtype=object)
+        changed = old != new_arr
+        if changed.any():
+            rules = self.rules.setdefault(field_name, np.full(len(old), "", dtype=object))
+            rules[changed] = np.where(rules[changed] == "", rule, rules[changed] + "+" + rule)
+            self.frame[field_name] = new_arr
+
+    def flag(self, field_name: str, reasons: Any, severity: str = "warning") -> None:
+        arr = pd.Series(np.asarray(reasons, dtype=object), index=self.frame.index)
+        mask = arr.notna() & (arr != "")
+        if mask.any():
+            self.findings.append(
+                findings_frame(self.frame.loc[mask, RECORD_ID], stage=STAGE, check_id=f"normalize.{field_name}",
+                               field_name=field_name, severity=severity, reason=arr[mask])
+            )
+
+
+def _json_values(value: str) -> list[str] | None:
+    """Krayin-style cells: a JSON list of {label, value} objects (or of strings)."""
+    text = value.strip()
+    if not (text.startswith("[") and text.endswith("]")):
+        return None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(data, list):
+        return None
+    out = []
+    for item in data:
+        if isinstance(item, dict) and isinstance(item.get("value"), str | int):
+            out.append(str(item["value"]))
+        elif isinstance(item, str | int):
+            out.append(str(item))
+        else:
+            return None
+    return out
+
+
+def normalize(frame: pd.DataFrame, pack: Pack, ctx: NormalizeContext) -> StageResult:
+    """Apply the pack's normalizers to a canonical frame (pure: returns a new frame)."""
+    f = frame.copy()
+    originals = {c: f[c].to_numpy(dtype=object).copy() for c in CANONICAL_FIELDS if c != RECORD_ID}
+    rec = _Recorder(f)
+    opts = pack.data.get("normalize", {})
+    default_region = pack.get("defaults", "region", default="US")
+    n = len(f)
+
+    def on(name: str) -> bool:
+        return bool(opts.get(name, {}).get("enabled", True))
+
+    # 1. whitespace everywhere (notes only trimmed at the ends)
+    for c in CANONICAL_FIELDS:
+        if c in (RECORD_ID, "notes", "street_1", "street_2"):
+            continue
+        rec.set(c, _map(f[c], tidy), "text.tidy")
+    rec.set("notes", _map(f["notes"], lambda v: v.strip()), "text.trim")
+
+    # 2. JSON lists in email / phone cells (one value per field; a second goes to the spare field)
+    for primary, spare in (("email", "email_2"), ("phone", "mobile")):
+        parsed = _map(f[primary], _json_values)
+        has = np.array([p is not None for p in parsed], dtype=bool)
+        if has.any():
+            first = np.array([p[0] if p else "" for p in parsed], dtype=object)
+            second = np.array([p[1] if p is not None and len(p) > 1 else "" for p in parsed], dtype=object)
+            vals = f[primary].to_numpy(dtype=object)
+            rec.set(primary, np.where(has, first, vals), "json.list")
+            spare_vals = f[spare].to_numpy(dtype=object)
+            rec.set(spare, np.where((spare_vals == "") & (second != ""), second, spare_vals), "json.list")
+
+    pub, countries = _tables(pack.path, opts.get("address", {}).get("pub28", "data/usps_pub28.yaml"),
+                             opts.get("country", {}).get("table", "data/countries.yaml"))
+
+    # 3. country
+    if on("country"):
+        res = _map(f["country"], countries.normalize)
+        rec.set("country", [r[0] for r in res], "country.iso2")
+        rec.flag("country", [r[1] for r in res])
+    country = f["country"].to_numpy(dtype=object)
+    us_row = (country == "") & (default_region == "US") | np.isin(country, US_LIKE)
+
+    # 4. person names (row-wise on unique combinations)
+    if on("name"):
+        nopt = opts.get("name", {})
+        name_opts = NameOptions(
+            fix_case=nopt.get("fix_case", True),
+            **{k: frozenset(x.casefold() for x in nopt[k]) for k in ("particles", "mac_names", "suffixes", "salutations", "company_words") if k in nopt},
+        )
+        cols = ["salutation", "first_name", "middle_name", "last_name", "suffix", "full_name"]
+        key = f[cols[0]].astype(str)
+        for c in cols[1:]:
+            key = key + "\x1f" + f[c].astype(str)
+
+        def _person(k: str) -> Any:
+            p = k.split("\x1f")
+            return normalize_person((p[0], p[1], p[2], p[3], p[4]), p[5], name_opts)
+
+        res = _map(key, _person)
+        for i, c in enumerate(cols[:5]):
+            rec.set(c, [r[0][i] for r in res], "name.person")
+        rec.flag("last_name", [";".join(r[1]) if r[1] and any(x == "NAME_LOOKS_LIKE_COMPANY" for x in r[1]) else None for r in res])
+
+    # 5. company display + match key (the key is internal, never exported)
+    if on("company"):
+        copt = opts.get("company", {})
+        keep = frozenset(x.upper() for x in copt.get("keep_upper", []))
+        legal = frozenset(x.casefold() for x in copt.get("legal_suffixes", DEFAULT_LEGAL))
+        rec.set("company_name", _map(f["company_name"], lambda v: company_display(v, keep)), "company.display")
+        f["_company_key"] = _map(f["company_name"], lambda v: company_key(v, legal))
+    else:
+        f["_company_key"] = f["company_name"].str.casefold()
+
+    # 6. emails
+    if on("email"):
+        eopt = opts.get("email", {})
+        typos = {k.casefold(): v.casefold() for k, v in eopt.get("typo_domains", {}).items()}
+        roles = frozenset(x.casefold() for x in eopt.get("role_locals", []))
+        for c in ("email", "email_2"):
+            out, reasons = normalize_emails(f[c], typos, roles)
+            rec.set(c, out.to_numpy(dtype=object), "email.normalize")
+            rec.flag(c, reasons.to_numpy(dtype=object))
+
+    # 7. phones (region from the row's country)
+    if on("phone"):
+        fmt = opts.get("phone", {}).get("format", "e164")
+        region_default = opts.get("phone", {}).get("default_region", default_region)
+        regions = pd.Series(_map(f["country"], lambda c: region_for(c, region_default)), index=f.index)
+        for c in ("phone", "mobile"):
+            out, types, reasons = normalize_phones(f[c], regions, fmt)
+            rec.set(c, out.to_numpy(dtype=object), f"phone.{fmt}")
+            f[f"_{c}_type"] = types.to_numpy(dtype=object)
+            rec.flag(c, reasons.to_numpy(dtype=object))
+    else:
+        f["_phone_type"] = ""
+        f["_mobile_type"] = ""
+
+    # 8. addresses
+    if on("address"):
+        style = opts.get("address", {}).get("style", "title")
+        s1 = f["street_1"].to_numpy(dtype=object)
+        key = pd.Series(np.where(us_row, "U\x1f", "F\x1f"), index=f.index) + f["street_1"].astype(str)
+        res = _map(key, lambda k: normalize_us_street(k[2:], pub, style) if k[0] == "U" else (normalize_foreign_street(k[2:]), (), None))
+        new_s1 = np.array([r[0] for r in res], dtype=object) if n else np.empty(0, dtype=object)
+        rec.set("street_1", np.where(s1 == "", s1, new_s1), "address.pub28")
+        flags = [r[2] for r in res]
+        rec.flag("street_1", [fl if v else None for fl, v in zip(flags, s1, strict=True)])
+        # city / state / ZIP written inside the street move out when their own fields are blank
+        for label, target in (("PlaceName", "city"), ("StateName", "state"), ("ZipCode", "postal_code")):
+            found = np.array([dict(r[1]).get(label, "") for r in res], dtype=object) if n else np.empty(0, dtype=object)
+            cur = f[target].to_numpy(dtype=object)
+            rec.set(target, np.where((cur == "") & (found != ""), found, cur), "address.split")
+        rec.set("street_2", _map(f["street_2"], lambda v: normalize_us_street(v, pub, style)[0] if v and any(ch.isdigit() for ch in v) else normalize_foreign_street(v)), "address.pub28")
+        rec.set("city", _map(f["city"], normalize_city), "address.city")
+        country = f["country"].to_numpy(dtype=object)
+        ctry_for_state = np.where(us_row, "US", country)
+        key = pd.Series(ctry_for_state, index=f.index).astype(str) + "\x1f" + f["state"].astype(str)
+        res = _map(key, lambda k: normalize_state(k.split("\x1f", 1)[1], k.split("\x1f", 1)[0], pub))
+        rec.set("state", [r[0] for r in res], "address.state")
+        rec.flag("state", [r[1] for r in res])
+        key = pd.Series(ctry_for_state, index=f.index).astype(str) + "\x1f" + f["postal_code"].astype(str)
+        res = _map(key, lambda k: normalize_postal(k.split("\x1f", 1)[1], k.split("\x1f", 1)[0]))
+        rec.set("postal_code", [r[0] for r in res], "address.postal")
+        rec.flag("postal_code", [r[1] for r in res])
+
+    # 9. dates, in each source file's day/month order
+    if on("dates"):
+        files = f[SOURCE_FILE].to_numpy(dtype=object)
+        for c in DATE_FIELDS:
+            new = f[c].to_numpy(dtype=object).copy()
+            reasons = np.full(n, None, dtype=object)
+            for src in pd.unique(files):
+                info = ctx.sources.get(src, SourceInfo())
+                mask = files == src
+                vals = pd.Series(new[mask])
+                order = info.date_order
+                if order == "auto":
+                    order = column_order(pd.unique(vals.to_numpy(dtype=object))) or "none"
+                res = _map(vals, lambda v, o=order, i=info: normalize_date(v, o, i.timezone, i.excel, i.date1904))
+                new[mask] = [r[0] for r in res]
+                reasons[mask] = [r[1] for r in res]
+            rec.set(c, new, "date.iso8601")
+            rec.flag(c, reasons)
+
+    # 10. booleans, with each source's vocabulary
+    if on("booleans"):
+        files = f[SOURCE_FILE].to_numpy(dtype=object)
+        for c in BOOL_FIELDS:
+            new = f[c].to_numpy(dtype=object).copy()
+            reasons = np.full(n, None, dtype=object)
+            for src in pd.unique(files):
+                info = ctx.sources.get(src, SourceInfo())
+                mask = files == src
+                res = _map(pd.Series(new[mask]), lambda v, i=info: normalize_bool(v, i.true_words, i.false_words))
+                new[mask] = [r[0] for r in res]
+                reasons[mask] = [r[1] for r in res]
+            rec.set(c, new, "bool.vocabulary")
+            rec.flag(c, reasons)
+
+    changes = []
+    ids = f[RECORD_ID]
+    for c, rules in rec.rules.items():
+        final = f[c].to_numpy(dtype=object)
+        mask = originals[c] != final
+        if mask.any():
+            changes.append(
+                changes_frame(ids[mask], stage=STAGE, rule_id="normalize", field_name=c,
+                              before=pd.Series(originals[c][mask]), after=pd.Series(final[mask]),
+                              reason=pd.Series(rules[mask]))
+            )
+    change_df = concat(changes, CHANGE_COLUMNS)
+    if len(change_df):
+        change_df["rule_id"] = "normalize." + change_df["reason"].str.split("+").str[-1]
+    return StageResult(frame=f, changes=change_df, findings=concat(rec.findings, FINDING_COLUMNS))

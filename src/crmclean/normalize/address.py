@@ -1,0 +1,224 @@
+"""Postal addresses: US streets parsed (usaddress) and rewritten to USPS Publication 28 forms;
+states to two-letter codes; ZIP / ZIP+4 and common foreign postal codes checked and formatted.
+
+Tables (suffixes, unit designators, directionals, states) are data in ``rules/data``. An address
+that does not parse, or parses ambiguously, is kept as written (whitespace tidied) and flagged.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import usaddress
+
+from crmclean.normalize.text import letters_cased, name_case, tidy
+
+
+@dataclass(frozen=True)
+class Pub28:
+    suffixes: dict[str, str]
+    units: dict[str, str]
+    directionals: dict[str, str]
+    us_states: dict[str, str]
+    ca_provinces: dict[str, str]
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> Pub28:
+        return cls(data["street_suffixes"], data["unit_designators"], data["directionals"], data["us_states"], data["ca_provinces"])
+
+    @property
+    def state_codes(self) -> frozenset[str]:
+        return frozenset(self.us_states.values())
+
+    def __hash__(self) -> int:  # tables are fixed per run; identity is enough for caching
+        return id(self)
+
+
+_ORDINAL = re.compile(r"^(\d+)(ST|ND|RD|TH)$", re.I)
+_KEEP_LABELS = {"AddressNumberPrefix", "AddressNumber", "AddressNumberSuffix"}
+_REVIEW_LABELS = {"Recipient", "NotAddress", "LandmarkName", "CornerOf", "IntersectionSeparator", "BuildingName", "SubaddressType", "SubaddressIdentifier"}
+_PLACE_LABELS = {"PlaceName", "StateName", "ZipCode", "CountryName"}
+
+
+def _abbr(word: str, style: str) -> str:
+    return word.upper() if style == "upper" else word[:1].upper() + word[1:].lower()
+
+
+def _words(text: str, style: str, fix: bool) -> str:
+    if style == "upper":
+        return text.upper()
+    if not fix:
+        return text
+    out = []
+    for w in text.split(" "):
+        m = _ORDINAL.match(w)
+        out.append(m.group(1) + m.group(2).lower() if m else name_case(w.lower()) if w else w)
+    return " ".join(out)
+
+
+def _format_us(tags: dict[str, str], pub: Pub28, style: str, fix: bool) -> str:
+    parts: list[str] = []
+    unit_type = ""
+    for label, raw in tags.items():
+        value = raw.strip().strip(",")
+        key = value.upper().replace(".", "").strip()
+        if label in _KEEP_LABELS:
+            parts.append(value.upper())
+        elif label in ("StreetNamePreDirectional", "StreetNamePostDirectional"):
+            parts.append(pub.directionals.get(key, _words(value, style, fix)))
+        elif label == "StreetNamePostType":
+            std = pub.suffixes.get(key)
+            parts.append(_abbr(std, style) if std else _words(value, style, fix))
+        elif label == "OccupancyType":
+            std = pub.units.get(key)
+            unit_type = std or ""
+            parts.append(_abbr(std, style) if std and std != "#" else "#" if std == "#" else _words(value, style, fix))
+        elif label == "OccupancyIdentifier":
+            ident = value.lstrip("#").strip().upper() if (unit_type or value.startswith("#")) else value.upper()
+            if not unit_type and value.startswith("#"):
+                parts.append("#")
+            parts.append(ident)
+        elif label == "USPSBoxType":
+            parts.append("PO BOX" if style == "upper" else "PO Box")
+        elif label in ("USPSBoxID", "USPSBoxGroupID"):
+            parts.append(value.upper())
+        elif label == "USPSBoxGroupType":
+            parts.append(_words(value, style, True))
+        else:  # StreetName, StreetNamePreModifier, StreetNamePreType, ...
+            parts.append(_words(value, style, fix))
+    return " ".join(p for p in parts if p)
+
+
+def _parse_us_street(text: str, pub: Pub28, style: str) -> tuple[str, dict[str, str], str | None]:
+    try:
+        tagged, kind = usaddress.tag(text)
+    except usaddress.RepeatedLabelError:
+        return text, {}, "ADDRESS_AMBIGUOUS"
+    except Exception:  # the CRF tagger on odd unicode: keep the value, flag it
+        return text, {}, "ADDRESS_UNPARSED"
+    if kind != "Street Address" and kind != "PO Box":
+        return text, {}, "ADDRESS_AMBIGUOUS" if kind == "Ambiguous" else "ADDRESS_UNPARSED"
+    labels = set(tagged)
+    if labels & _REVIEW_LABELS or "AddressNumber" not in labels and kind == "Street Address":
+        return text, {}, "ADDRESS_UNPARSED"
+    place = {k: v for k, v in tagged.items() if k in _PLACE_LABELS}
+    street = {k: v for k, v in tagged.items() if k not in _PLACE_LABELS}
+    fix = letters_cased(text) in ("upper", "lower")
+    return _format_us(street, pub, style, fix), place, None
+
+
+@lru_cache(maxsize=262_144)
+def normalize_us_street(street: str, pub: Pub28, style: str = "title") -> tuple[str, tuple[tuple[str, str], ...], str | None]:
+    """Return (street, place parts found inside the street, reason).
+
+    Ensures idempotence: a result that would change again is not used (kept and flagged).
+
+    >>> normalize_us_street("123 north main street suite 200", _test_pub())[0]
+    '123 N Main St Ste 200'
+    """
+    text = tidy(street.replace("\n", ", ").replace("\r", " "))
+    if not text:
+        return street, (), None
+    if re.match(r"^\d{7,}\s+\d", text):
+        return text, (), "ADDRESS_LEGACY_PREFIX"
+    out, place, reason = _parse_us_street(text, pub, style)
+    if reason:
+        return text, (), reason
+    again, _, reason2 = _parse_us_street(out, pub, style)
+    if reason2 or again != out:
+        return text, (), "ADDRESS_UNSTABLE"
+    return out, tuple(sorted(place.items())), None
+
+
+def _test_pub() -> Pub28:
+    from crmclean.rules.packs import load_table_path
+
+    return Pub28.from_data(load_table_path("data/usps_pub28.yaml"))
+
+
+def normalize_foreign_street(street: str) -> str:
+    text = tidy(street.replace("\n", ", "))
+    return _words(text, "title", letters_cased(text) in ("upper", "lower"))
+
+
+def normalize_city(city: str) -> str:
+    text = tidy(city)
+    return _words(text, "title", letters_cased(text) in ("upper", "lower"))
+
+
+_ZIP = re.compile(r"^(\d{5})(?:[\s-]?(\d{4}))?$")
+_POSTAL: dict[str, tuple[re.Pattern[str], str]] = {
+    "CA": (re.compile(r"^([A-Z]\d[A-Z])[\s-]?(\d[A-Z]\d)$"), r"\1 \2"),
+    "GB": (re.compile(r"^([A-Z]{1,2}\d[A-Z\d]?)\s*(\d[A-Z]{2})$"), r"\1 \2"),
+    "DE": (re.compile(r"^(\d{5})$"), r"\1"),
+    "FR": (re.compile(r"^(\d{5})$"), r"\1"),
+    "ES": (re.compile(r"^(\d{5})$"), r"\1"),
+    "IT": (re.compile(r"^(\d{5})$"), r"\1"),
+    "AU": (re.compile(r"^(\d{4})$"), r"\1"),
+    "AT": (re.compile(r"^(\d{4})$"), r"\1"),
+    "BE": (re.compile(r"^(\d{4})$"), r"\1"),
+    "CH": (re.compile(r"^(\d{4})$"), r"\1"),
+    "DK": (re.compile(r"^(\d{4})$"), r"\1"),
+    "NO": (re.compile(r"^(\d{4})$"), r"\1"),
+    "NZ": (re.compile(r"^(\d{4})$"), r"\1"),
+    "ZA": (re.compile(r"^(\d{4})$"), r"\1"),
+    "NL": (re.compile(r"^(\d{4})\s*([A-Z]{2})$"), r"\1 \2"),
+    "SE": (re.compile(r"^(\d{3})\s*(\d{2})$"), r"\1 \2"),
+    "JP": (re.compile(r"^(\d{3})-?(\d{4})$"), r"\1-\2"),
+    "BR": (re.compile(r"^(\d{5})-?(\d{3})$"), r"\1-\2"),
+    "IN": (re.compile(r"^(\d{6})$"), r"\1"),
+    "MX": (re.compile(r"^(\d{5})$"), r"\1"),
+    "IE": (re.compile(r"^([AC-FHKNPRTV-Y]\d{2}|D6W)\s*([0-9AC-FHKNPRTV-Y]{4})$"), r"\1 \2"),
+}
+
+
+def normalize_postal(value: str, country: str) -> tuple[str, str | None]:
+    """US: 12345 or 12345-6789 (3–4 digits are re-padded: Excel dropped the zeros). Others: per country."""
+    text = tidy(value)
+    if not text:
+        return value, None
+    if country in ("US", "PR", "VI", "GU", "AS", "MP"):
+        m = _ZIP.match(text)
+        if m:
+            return (f"{m.group(1)}-{m.group(2)}" if m.group(2) else m.group(1)), None
+        if text.isdigit() and 3 <= len(text) <= 4:
+            return text.zfill(5), "ZIP_ZERO_PADDED"
+        if re.fullmatch(r"\d{5}\.0", text):
+            return text[:5], "ZIP_FROM_NUMBER"
+        return text, "ZIP_INVALID"
+    rule = _POSTAL.get(country)
+    if rule is None:
+        return text, None
+    pattern, repl = rule
+    upper = text.upper()
+    if pattern.match(upper):
+        return pattern.sub(repl, upper), None
+    return text, "POSTAL_INVALID"
+
+
+def normalize_state(value: str, country: str, pub: Pub28) -> tuple[str, str | None]:
+    text = tidy(value)
+    if not text:
+        return value, None
+    key = text.upper().replace(".", "").strip() if len(text.replace(".", "")) <= 3 else text.upper()
+    if country in ("US", ""):
+        if key in pub.state_codes:
+            return key, None
+        code = pub.us_states.get(text.upper())
+        if code:
+            return code, None
+        if country == "US":
+            return text, "STATE_INVALID"
+    if country in ("CA", ""):
+        codes = set(pub.ca_provinces.values())
+        if key in codes:
+            return key, None
+        code = pub.ca_provinces.get(text.upper())
+        if code:
+            return code, None
+        if country == "CA":
+            return text, "STATE_INVALID"
+    return normalize_city(text), None
