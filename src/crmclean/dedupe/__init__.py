@@ -1,0 +1,256 @@
+"""The dedupe stage: block → compare → score → guard → cluster → survive.
+
+Pure: takes the normalized canonical frame (and the as-loaded frame, for the losers' original
+values) and returns the merged frame plus clusters, merge map, merged records and the review
+queue. A false merge in a migration is data loss, so the guards decide what may merge
+automatically; everything uncertain goes to review.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from crmclean.dedupe.blocking import RuleEstimate, candidate_pairs, estimate
+from crmclean.dedupe.cluster import cluster_id, resolve
+from crmclean.dedupe.compare import compare, names_conflict
+from crmclean.dedupe.features import build_features
+from crmclean.dedupe.score import Model, estimate_m, estimate_u, evidence, guard, match_probability, reviewable
+from crmclean.dedupe.survive import golden_records, rank_members
+from crmclean.errors import InputError, UsageError
+from crmclean.model import CHANGE_COLUMNS, RECORD_ID, changes_frame, concat
+from crmclean.rules.packs import Pack
+
+MERGE_MAP_COLUMNS = ("loser_id", "survivor_id", "cluster_id", "score", "match_weight", "evidence")
+REVIEW_COLUMNS = ("left_id", "right_id", "score", "match_weight", "evidence", "guard", "decision")
+
+
+@dataclass
+class DedupeResult:
+    frame: pd.DataFrame  # survivors (golden) and singletons, input order
+    clusters: pd.DataFrame  # record_id, cluster_id (every record)
+    merge_map: pd.DataFrame
+    losers: pd.DataFrame  # loser rows (positions into the input frame) with survivor_id
+    review: pd.DataFrame
+    changes: pd.DataFrame
+    candidate_pairs: int = 0
+    rules: list[RuleEstimate] = field(default_factory=list)
+    auto_pairs: int = 0
+    model: Model | None = None
+
+
+def dedupe_settings(pack: Pack) -> dict[str, object]:
+    d = dict(pack.data.get("dedupe", {}))
+    d.setdefault("max_block_size", 60)
+    d.setdefault("max_pairs", 20_000_000)
+    d.setdefault("budget_action", "refuse")
+    d.setdefault("thresholds", {"auto_merge": 0.995, "review": 0.8})
+    return d
+
+
+def plan(frame: pd.DataFrame, pack: Pack) -> list[RuleEstimate]:
+    """Candidate pairs per blocking rule, before any pair is generated (``run --plan``)."""
+    settings = dedupe_settings(pack)
+    roles = frozenset(pack.get("normalize", "email", "role_locals", default=[]))
+    return estimate(build_features(frame, roles), list(settings["blocking"]), int(settings["max_block_size"]))  # type: ignore[call-overload]
+
+
+def read_decisions(path: str | Path) -> pd.DataFrame:
+    """A review.csv (or any CSV with left_id, right_id, decision) filled in by a person."""
+    from crmclean.io.csvread import read_csv
+
+    table = read_csv(path)
+    cols = {c.casefold(): c for c in table.headers}
+    missing = [c for c in ("left_id", "right_id", "decision") if c not in cols]
+    if missing:
+        raise InputError("E-DECISIONS-COLUMNS", f"decisions file lacks column(s) {', '.join(missing)}", location=table.display,
+                         hint="pass a review.csv with its 'decision' column filled in (merge / keep)")
+    df = pd.DataFrame({"left_id": table.frame[cols["left_id"]], "right_id": table.frame[cols["right_id"]],
+                       "decision": table.frame[cols["decision"]].str.strip().str.casefold()})
+    merge_words = {"merge", "same", "yes", "y", "must-link", "duplicate", "match"}
+    keep_words = {"keep", "different", "no", "n", "cannot-link", "distinct", "not a match", "keep apart"}
+    bad = ~df["decision"].isin(merge_words | keep_words | {""})
+    if bad.any():
+        line = int(table.lines[int(np.flatnonzero(bad.to_numpy())[0])])
+        raise InputError("E-DECISIONS-VALUE", "decision must be 'merge' or 'keep' (or blank)", location=f"{table.display}:{line}",
+                         hint="write merge or keep in the decision column")
+    df["decision"] = np.where(df["decision"].isin(merge_words), "merge", np.where(df["decision"] == "", "", "keep"))
+    return df[df["decision"] != ""]
+
+
+def dedupe(frame: pd.DataFrame, original: pd.DataFrame, pack: Pack, decisions: pd.DataFrame | None = None) -> DedupeResult:
+    settings = dedupe_settings(pack)
+    n = len(frame)
+    ids = frame[RECORD_ID].astype(str).to_numpy(dtype=object)
+    roles = frozenset(pack.get("normalize", "email", "role_locals", default=[]))
+    feats = build_features(frame.reset_index(drop=True), roles)
+    rules = list(settings["blocking"])  # type: ignore[call-overload]
+    max_block = int(settings["max_block_size"])  # type: ignore[call-overload]
+    estimates = estimate(feats, rules, max_block)
+    planned = sum(e.pairs for e in estimates)
+    if planned > int(settings["max_pairs"]) and settings["budget_action"] == "refuse":  # type: ignore[call-overload]
+        raise UsageError("E-DEDUPE-BUDGET", f"blocking would compare {planned:,} candidate pairs, over the budget of {int(settings['max_pairs']):,}",  # type: ignore[call-overload]
+                         hint="tighten the blocking rules or lower dedupe.max_block_size in the pack (see 'crmclean run --plan')")
+    blocks = candidate_pairs(feats, rules, max_block)
+    left, right = blocks.left, blocks.right
+    # only records of one object type are compared (a lead and a contact are not merged here)
+    obj = feats["object"].to_numpy(dtype=object)
+    same_obj = obj[left] == obj[right]
+    left, right = left[same_obj], right[same_obj]
+
+    u = estimate_u(feats)
+    cmp = compare(feats, left, right)
+    m, lam = estimate_m(cmp, u)
+    model = Model(m=m, u=u, prior_match=min(max(lam, 1e-6), 0.5))
+    prob, weight = match_probability(feats, left, right, cmp, model)
+    ok, why = guard(cmp)
+    is_account = obj[left] == "account"
+    if is_account.any():
+        lv = cmp.levels
+        acc_ok = ((lv["company"] == 3) | ((lv["company"] == 2) & (lv["address"] == 3))) & (
+            (lv["address"] == 3) | (lv["phone"] >= 1) | (lv["email"] == 3))
+        ok = np.where(is_account, acc_ok, ok)
+        # accounts have no person names: plausibility for review comes from the company name
+        acc_review = is_account & (lv["company"] >= 2)
+        why = np.where(is_account & ~acc_ok, "ACCOUNT_EVIDENCE_WEAK", np.where(is_account, "", why))
+    thresholds = settings["thresholds"]
+    auto_t, review_t = float(thresholds["auto_merge"]), float(thresholds["review"])  # type: ignore[index]
+    auto = (prob >= auto_t) & ok
+    plausible = reviewable(cmp, why)
+    if is_account.any():
+        plausible = np.where(is_account, acc_review, plausible)
+    review = (prob >= review_t) & ~auto & plausible
+
+    # human decisions from an earlier review: must-link / cannot-link
+    cannot: set[tuple[int, int]] = set()
+    if decisions is not None and len(decisions):
+        pos = {rid: i for i, rid in enumerate(ids)}
+        extra_l, extra_r = [], []
+        key = {(int(a), int(b)): k for k, (a, b) in enumerate(zip(left.tolist(), right.tolist(), strict=True))}
+        for a_id, b_id, d in zip(decisions["left_id"], decisions["right_id"], decisions["decision"], strict=True):
+            if a_id not in pos or b_id not in pos:
+                continue
+            a, b = sorted((pos[a_id], pos[b_id]))
+            k = key.get((a, b))
+            if d == "keep":
+                cannot.add((a, b))
+                if k is not None:
+                    auto[k] = False
+                    review[k] = False
+            elif k is not None:
+                auto[k], review[k] = True, False
+            else:
+                extra_l.append(a)
+                extra_r.append(b)
+        if extra_l:
+            el, er = np.array(extra_l, dtype=np.int64), np.array(extra_r, dtype=np.int64)
+            left, right = np.concatenate([left, el]), np.concatenate([right, er])
+            prob, weight = np.concatenate([prob, np.ones(len(el))]), np.concatenate([weight, np.full(len(el), np.inf)])
+            auto, review = np.concatenate([auto, np.ones(len(el), dtype=bool)]), np.concatenate([review, np.zeros(len(el), dtype=bool)])
+            why = np.concatenate([why, np.full(len(el), "DECISION_MERGE", dtype=object)])
+            cmp = compare(feats, left, right)
+
+    fn = feats["fn_first"].to_numpy(dtype=object)
+    ln = feats["ln"].to_numpy(dtype=object)
+    known = feats["fn_known"].to_numpy(dtype=bool)
+    sfx = feats["suffix"].to_numpy(dtype=object)
+    comp = feats["company"].to_numpy(dtype=object)
+
+    def conflict(i: int, j: int) -> bool:
+        a, b = (i, j) if i < j else (j, i)
+        if (a, b) in cannot:
+            return True
+        if obj[i] == "account":
+            return bool(comp[i] and comp[j] and comp[i] != comp[j])
+        if sfx[i] and sfx[j] and sfx[i] != sfx[j]:
+            return True
+        return names_conflict(fn[i], ln[i], bool(known[i]), fn[j], ln[j], bool(known[j]))
+
+    a_idx = np.flatnonzero(auto)
+    labels, refused = resolve(n, left[a_idx], right[a_idx], prob[a_idx], conflict)
+    if refused.any():
+        review[a_idx[refused]] = True
+        why = why.copy()
+        why[a_idx[refused]] = "CHAIN_GUARD"
+        auto[a_idx[refused]] = False
+
+    # cluster ids from the smallest record id in each cluster: stable across runs
+    lab = pd.Series(labels)
+    min_id = pd.Series(ids).groupby(lab).transform("min")
+    cids = np.array([cluster_id(x) for x in min_id.tolist()], dtype=object)
+    clusters = pd.DataFrame({"record_id": ids, "cluster_id": cids})
+
+    ranked = rank_members(frame.reset_index(drop=True), labels,
+                          list(pack.get("dedupe", "survivorship", "survivor", default=["most_recent_activity", "most_complete", "oldest_created"])),
+                          list(pack.get("dedupe", "survivorship", "source_priority", default=[])))
+    golden, prov = golden_records(ranked, dict(pack.get("dedupe", "survivorship", "fields", default={})))
+    out = frame.reset_index(drop=True).copy()
+    if len(golden):
+        out.loc[golden.index, golden.columns.drop("_label").intersection(out.columns)] = golden[golden.columns.drop("_label").intersection(out.columns)]
+    survivor_pos = ranked.groupby("_label", sort=False).head(1)
+    surv_of_label = pd.Series(survivor_pos.index.to_numpy(), index=survivor_pos["_label"].to_numpy())
+    members = ranked.index.to_numpy()
+    surv = surv_of_label.reindex(ranked["_label"].to_numpy()).to_numpy()
+    is_loser = members != surv
+    loser_pos, loser_surv = members[is_loser], surv[is_loser]
+
+    # merge map: each loser, its survivor, and the strongest auto edge that pulled it in
+    edge_prob: dict[int, tuple[float, float, int]] = {}
+    final_auto = np.flatnonzero(auto)
+    for k in final_auto.tolist():
+        for p in (int(left[k]), int(right[k])):
+            if p not in edge_prob or prob[k] > edge_prob[p][0]:
+                edge_prob[p] = (float(prob[k]), float(weight[k]), k)
+    ev_all = evidence(cmp, final_auto) if len(final_auto) else []
+    ev_of_edge = dict(zip(final_auto.tolist(), ev_all, strict=True))
+    merge_map = pd.DataFrame({
+        "loser_id": ids[loser_pos],
+        "survivor_id": ids[loser_surv],
+        "cluster_id": cids[loser_pos],
+        "score": [f"{edge_prob.get(int(p), (1.0, 0, -1))[0]:.6f}" for p in loser_pos],
+        "match_weight": [_fmt_weight(edge_prob.get(int(p), (1.0, np.inf, -1))[1]) for p in loser_pos],
+        "evidence": [ev_of_edge.get(edge_prob.get(int(p), (0, 0, -1))[2], "decision=merge") for p in loser_pos],
+    }) if len(loser_pos) else pd.DataFrame({c: pd.Series([], dtype=object) for c in MERGE_MAP_COLUMNS})
+    losers = original.reset_index(drop=True).iloc[loser_pos].copy()
+    losers["survivor_id"] = ids[loser_surv]
+
+    # account merges: contacts pointing at a merged-away account now point at its survivor
+    changes = [prov]
+    if (obj == "account").any() and len(loser_pos):
+        src = frame["_source_id"].astype(str).to_numpy(dtype=object)
+        acc_loser = obj[loser_pos] == "account"
+        repoint = {}
+        for lp, sp in zip(loser_pos[acc_loser].tolist(), loser_surv[acc_loser].tolist(), strict=True):
+            target = src[sp] or ids[sp]
+            for key_ in (src[lp], ids[lp]):
+                if key_:
+                    repoint[key_] = target
+        refs = out["account_ref"].astype(str)
+        hit = refs.isin(repoint) & (out["_object"] != "account")
+        if hit.any():
+            new = refs[hit].map(repoint)
+            changes.append(changes_frame(out.loc[hit, RECORD_ID], stage="dedupe", rule_id="survivorship.account_repoint",
+                                         field_name="account_ref", before=refs[hit], after=new, reason="ACCOUNT_MERGED"))
+            out.loc[hit, "account_ref"] = new
+    keep = np.ones(n, dtype=bool)
+    keep[loser_pos] = False
+    out = out[keep].reset_index(drop=True)
+
+    r_idx = np.flatnonzero(review)
+    review_df = pd.DataFrame({
+        "left_id": ids[left[r_idx]], "right_id": ids[right[r_idx]],
+        "score": [f"{p:.6f}" for p in prob[r_idx]], "match_weight": [_fmt_weight(w) for w in weight[r_idx]],
+        "evidence": evidence(cmp, r_idx) if len(r_idx) else [], "guard": why[r_idx], "decision": "",
+    }) if len(r_idx) else pd.DataFrame({c: pd.Series([], dtype=object) for c in REVIEW_COLUMNS})
+    if len(review_df):
+        review_df = review_df.sort_values(["left_id", "right_id"], kind="mergesort").reset_index(drop=True)
+    return DedupeResult(frame=out, clusters=clusters, merge_map=merge_map, losers=losers, review=review_df,
+                        changes=concat(changes, CHANGE_COLUMNS), candidate_pairs=len(left), rules=blocks.rules,
+                        auto_pairs=int(auto.sum()), model=model)
+
+
+def _fmt_weight(w: float) -> str:
+    return "inf" if not np.isfinite(w) else f"{w:.2f}"

@@ -1,0 +1,110 @@
+"""Clustering: connected components over auto-merge pairs, with a guard against chaining.
+
+A → B and B → C joins A and C even when A and C conflict (different first names, different
+generational suffixes, a cannot-link decision). Components whose members do not hold together
+are rebuilt greedily — strongest edges first, an edge kept only if it joins no conflicting
+members — and the refused edges go to review. Cluster ids come from the smallest member id, so
+they are stable across runs of the same data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+
+import numpy as np
+
+
+class UnionFind:
+    def __init__(self, n: int) -> None:
+        self.parent = np.arange(n, dtype=np.int64)
+
+    def find(self, x: int) -> int:
+        parent = self.parent
+        root = x
+        while parent[root] != root:
+            root = int(parent[root])
+        while parent[x] != root:
+            parent[x], x = root, int(parent[x])
+        return root
+
+    def union(self, a: int, b: int) -> int:
+        ra, rb = self.find(a), self.find(b)
+        if ra == rb:
+            return ra
+        if ra < rb:
+            self.parent[rb] = ra
+            return ra
+        self.parent[ra] = rb
+        return rb
+
+
+def components(n: int, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Component label (smallest member position) for every record."""
+    uf = UnionFind(n)
+    for a, b in zip(left.tolist(), right.tolist(), strict=True):
+        uf.union(a, b)
+    return np.fromiter((uf.find(i) for i in range(n)), dtype=np.int64, count=n)
+
+
+def resolve(
+    n: int,
+    left: np.ndarray,
+    right: np.ndarray,
+    strength: np.ndarray,
+    conflict: Callable[[int, int], bool],
+    max_cluster: int = 50,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cluster labels, and a mask of edges refused by the chaining guard.
+
+    ``conflict(i, j)`` says two records may never share a cluster. Components are checked
+    member by member; only components that fail are rebuilt edge by edge.
+    """
+    labels = components(n, left, right)
+    refused = np.zeros(len(left), dtype=bool)
+    if len(left) == 0:
+        return labels, refused
+    members: dict[int, list[int]] = {}
+    for i in np.flatnonzero(np.bincount(labels, minlength=n) > 1):
+        members[int(i)] = []
+    for pos in np.flatnonzero(np.isin(labels, list(members))):
+        members[int(labels[pos])].append(int(pos))
+    bad_roots = set()
+    for root, mem in members.items():
+        if len(mem) > max_cluster or any(conflict(a, b) for k, a in enumerate(mem) for b in mem[k + 1:]):
+            bad_roots.add(root)
+    if not bad_roots:
+        return labels, refused
+    edge_root = labels[left]
+    idx = np.flatnonzero(np.isin(edge_root, list(bad_roots)))
+    order = idx[np.lexsort((right[idx], left[idx], -strength[idx]))]
+    groups: dict[int, set[int]] = {}
+    owner: dict[int, int] = {}
+    for e in order.tolist():
+        a, b = int(left[e]), int(right[e])
+        ga, gb = owner.get(a, a), owner.get(b, b)
+        if ga == gb:
+            continue
+        sa, sb = groups.get(ga, {a}), groups.get(gb, {b})
+        if len(sa) + len(sb) > max_cluster or any(conflict(x, y) for x in sa for y in sb):
+            refused[e] = True
+            continue
+        merged_set = sa | sb
+        keep, drop = (ga, gb) if ga < gb else (gb, ga)
+        groups[keep] = merged_set
+        groups.pop(drop, None)
+        for x in merged_set:
+            owner[x] = keep
+    for root in bad_roots:
+        for pos in members[root]:
+            labels[pos] = pos
+    for keep, mem in groups.items():
+        lab = min(mem)
+        for x in mem:
+            labels[x] = lab
+    return labels, refused
+
+
+def cluster_id(record_id: str) -> str:
+    """A stable cluster id from the cluster's smallest record id."""
+    return "C" + hashlib.sha256(record_id.encode("utf-8")).hexdigest()[:12]

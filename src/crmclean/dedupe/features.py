@@ -1,0 +1,151 @@
+"""Match features derived from a normalized frame (vectorised; computed once per unique value)."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+import jellyfish
+import numpy as np
+import pandas as pd
+from anyascii import anyascii
+
+from crmclean.dedupe.nicknames import blocking_names, known_names
+from crmclean.normalize.name import GENERATIONAL
+
+_LETTERS = re.compile(r"[^a-z ]+")
+_DIGITS = re.compile(r"\D+")
+
+
+def _fold(value: str) -> str:
+    return " ".join(_LETTERS.sub("", anyascii(unicodedata.normalize("NFKC", value)).casefold().replace("-", " ")).split())
+
+
+def _umap(series: pd.Series, fn: object) -> np.ndarray:
+    codes, uniques = pd.factorize(series, use_na_sentinel=False)
+    results = np.array([fn(u) for u in uniques], dtype=object)  # type: ignore[operator]
+    return results[codes] if len(codes) else np.empty(0, dtype=object)
+
+
+def _phone_key(value: str) -> str:
+    return value.split(";", 1)[0] if value.startswith("+") else ""
+
+
+def _suffix_key(value: str) -> str:
+    key = value.replace(".", "").casefold()
+    return key if key in GENERATIONAL else ""
+
+
+def _street_key(value: str) -> str:
+    tokens = _fold(value).split() if value else []
+    digits = _DIGITS.sub("", value.split(" ", 1)[0]) if value else ""
+    return f"{digits} {' '.join(tokens[:2])}".strip() if digits and tokens else ""
+
+
+def build_features(frame: pd.DataFrame, role_locals: frozenset[str] = frozenset()) -> pd.DataFrame:
+    """One row per record: folded names, phonetic keys, contact keys, shared-contact flags."""
+    fn = _umap(frame["first_name"], _fold)
+    ln = _umap(frame["last_name"], _fold)
+    f = pd.DataFrame(index=frame.index)
+    f["fn"] = fn
+    f["ln"] = ln
+    f["fn_first"] = _umap(pd.Series(fn), lambda s: s.split(" ")[0] if s else "")
+    f["fn_initial"] = f["fn"].str[:1]
+    f["fn_known"] = f["fn_first"].isin(known_names())
+    f["ln_phon"] = _umap(pd.Series(ln), lambda s: jellyfish.metaphone(s.replace(" ", "")) if s else "")
+    f["suffix"] = _umap(frame["suffix"], _suffix_key)
+    email = frame["email"].astype(str)
+    valid = email.str.contains("@", regex=False) & ~email.str.contains(" ", regex=False)
+    f["email"] = email.where(valid, "").str.casefold()
+    local = f["email"].str.split("@").str[0].fillna("")
+    f["email_local"] = local.str.split("+").str[0].str.replace(".", "", regex=False)
+    f["email_role"] = f["email_local"].isin(role_locals) & (f["email"] != "")
+    f["phone"] = _umap(frame["phone"], _phone_key)
+    f["mobile"] = _umap(frame["mobile"], _phone_key)
+    f["zip5"] = frame["postal_code"].astype(str).str[:5].where(frame["postal_code"].astype(str).str.match(r"^\d{5}"), "")
+    f["city"] = _umap(frame["city"], _fold)
+    f["street"] = _umap(frame["street_1"], _fold)
+    f["street_key"] = _umap(frame["street_1"], _street_key)
+    f["company"] = frame["_company_key"].astype(str) if "_company_key" in frame else _umap(frame["company_name"], _fold)
+    f["title"] = _umap(frame["job_title"], _fold)
+    f["object"] = frame["_object"].astype(str)
+    f["full_sorted"] = np.where((f["fn"] != "") & (f["ln"] != ""),
+                                _umap(pd.Series(f["fn_first"] + " " + f["ln"]), lambda s: " ".join(sorted(s.split()))), "")
+    _mark_shared(f)
+    return f
+
+
+def _mark_shared(f: pd.DataFrame, min_people: int = 3) -> None:
+    """An email or phone used by several *different* people is a shared line, not personal evidence.
+
+    People are counted by name, tolerantly: one person's typo, nickname or swapped-name
+    records count once, so a personal mailbox is not mistaken for a shared one.
+    """
+    from crmclean.dedupe.compare import names_conflict
+
+    for col in ("email", "phone", "mobile"):
+        vals = f[col]
+        has = vals != ""
+        sub = pd.DataFrame({"v": vals[has], "fn": f.loc[has, "fn_first"], "ln": f.loc[has, "ln"], "k": f.loc[has, "fn_known"]})
+        sub = sub[sub["fn"] != ""].drop_duplicates(["v", "fn", "ln"])
+        sizes = sub.groupby("v").size()
+        shared = set()
+        crowded = sub[sub["v"].isin(set(sizes[sizes >= min_people].index))]
+        for value, grp in crowded.groupby("v", sort=True):
+            people: list[tuple[str, str, bool]] = []
+            for fn, ln, known in grp[["fn", "ln", "k"]].itertuples(index=False):
+                if all(names_conflict(fn, ln, bool(known), p[0], p[1], p[2]) for p in people):
+                    people.append((fn, ln, bool(known)))
+                    if len(people) >= min_people:
+                        shared.add(value)
+                        break
+        f[f"{col}_shared"] = vals.isin(shared) & has
+    f["email_shared"] = f["email_shared"] | f["email_role"]
+
+
+def blocking_keys(f: pd.DataFrame, on: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(record positions, key strings) for a blocking rule; one record may have several keys."""
+    n = len(f)
+    pos = np.arange(n)
+
+    def single(col: str) -> tuple[np.ndarray, np.ndarray]:
+        return pos, f[col].to_numpy(dtype=object)
+
+    columns = {
+        "email": lambda: single("email"),
+        "email_local": lambda: single("email_local"),
+        "mobile": lambda: single("mobile"),
+        "last_name": lambda: single("ln"),
+        "last_name_phonetic": lambda: single("ln_phon"),
+        "first_initial": lambda: single("fn_initial"),
+        "city": lambda: single("city"),
+        "zip5": lambda: single("zip5"),
+        "street_key": lambda: single("street_key"),
+        "company_key": lambda: single("company"),
+        "full_name_sorted": lambda: single("full_sorted"),
+    }
+    keyed: tuple[np.ndarray, np.ndarray] | None = None
+    for col in on:
+        if col == "phone_any":
+            cur = (np.concatenate([pos, pos]), np.concatenate([f["phone"].to_numpy(dtype=object), f["mobile"].to_numpy(dtype=object)]))
+        elif col == "first_name_canonical":
+            names = _umap(f["fn_first"], blocking_names)
+            lens = np.fromiter((len(x) for x in names), dtype=np.int64, count=n)
+            cur = (np.repeat(pos, lens), np.array([k for x in names for k in x], dtype=object))
+        else:
+            cur = columns[col]()
+        nonblank = cur[1] != ""
+        cur = (cur[0][nonblank], cur[1][nonblank])
+        if keyed is None:
+            keyed = cur
+        else:  # combine on the record position (either side may hold several keys per record)
+            left = pd.DataFrame({"p": keyed[0], "k": keyed[1]})
+            right = pd.DataFrame({"p": cur[0], "k2": cur[1]})
+            merged = left.merge(right, on="p")
+            keyed = (merged["p"].to_numpy(), (merged["k"].astype(str) + "\x1f" + merged["k2"].astype(str)).to_numpy(dtype=object))
+    assert keyed is not None
+    positions, keys = keyed
+    if len(positions):  # the same record twice under one key (phone == mobile) pairs once
+        uniq = pd.DataFrame({"p": positions, "k": keys}).drop_duplicates()
+        positions, keys = uniq["p"].to_numpy(), uniq["k"].to_numpy(dtype=object)
+    return positions, keys
