@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from crmclean.errors import UsageError
+from crmclean.errors import InvariantError, UsageError
 from crmclean.io import LoadOptions, RawTable, load_table
 from crmclean.io.mapping import SourceMapping, map_headers, to_canonical
-from crmclean.model import RECORD_ID, ROW, SOURCE_FILE, SOURCE_LINE
+from crmclean.model import CANONICAL_FIELDS, CHANGE_COLUMNS, FINDING_COLUMNS, RECORD_ID, ROW, SOURCE_FILE, SOURCE_LINE, concat
 from crmclean.normalize import SourceInfo
+from crmclean.rules.packs import load_pack
 
 
 @dataclass
@@ -80,3 +86,359 @@ def assign_record_ids(frame: pd.DataFrame) -> pd.Series:
     fallback = frame[SOURCE_FILE].astype(str) + ":" + frame[SOURCE_LINE].astype(str)
     usable = (source_ids != "") & (counts == 1) & ~source_ids.isin(set(fallback))
     return source_ids.where(usable, fallback).astype(object)
+
+
+# --- the whole run ---------------------------------------------------------------------------
+
+LEDGER_COLUMNS = ("source_file", "source_line", "record_id", "legacy_id", "state", "survivor_id", "cluster_id", "reason", "row_sha256")
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class RunOptions:
+    inputs: list[Path]
+    outdir: Path | None
+    pack: str = "default"
+    target: str | None = None
+    source: str | None = None
+    as_of: dt.date | None = None
+    load: LoadOptions | None = None
+    suppress: list[str] = field(default_factory=list)
+    owners: str | None = None
+    decisions: str | None = None
+    allow_delete: bool = False
+    xlsx: bool = False
+    stages: tuple[str, ...] = ("normalize", "validate", "dedupe", "lifecycle")
+    publish: bool = True
+
+
+@dataclass
+class RunResult:
+    summary: dict[str, Any]
+    files: dict[str, bytes]
+    gates: list[Any]
+    timings: dict[str, float]
+    plan: list[Any] = field(default_factory=list)
+
+    @property
+    def gates_passed(self) -> bool:
+        return all(g.passed for g in self.gates)
+
+
+def _row_hashes(table: RawTable) -> list[str]:
+    cols = [table.frame[h].astype(str).to_numpy(dtype=object) for h in table.headers]
+    return [hashlib.sha256("\x1f".join(row).encode("utf-8", "surrogatepass")).hexdigest() for row in zip(*cols, strict=True)] if cols else []
+
+
+def originals(loaded: Loaded, rows: np.ndarray) -> pd.DataFrame:
+    """The records' values exactly as read (every source header), for the given global rows."""
+    headers: list[str] = []
+    for inp in loaded.inputs:
+        for h in inp.table.headers:
+            if h not in headers:
+                headers.append(h)
+    parts = []
+    offset = 0
+    for inp in loaded.inputs:
+        n = len(inp.table.frame)
+        sel = rows[(rows >= offset) & (rows < offset + n)] - offset
+        if len(sel):
+            part = inp.table.frame.iloc[sel].reindex(columns=headers).fillna("")
+            part.insert(0, "_row", sel + offset)
+            parts.append(part)
+        offset += n
+    if not parts:
+        return pd.DataFrame(columns=["_row", *headers])
+    return pd.concat(parts, ignore_index=True).sort_values("_row", kind="mergesort").reset_index(drop=True)
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    from crmclean import __version__
+
+    out = {"crmclean": __version__}
+    for pkg in ("pandas", "phonenumbers", "usaddress", "rapidfuzz", "email-validator", "nicknames", "python-calamine"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "missing"
+    return out
+
+
+def metrics(summary: dict[str, Any]) -> dict[str, float]:
+    m: dict[str, float] = {}
+    rows = max(summary["rows_read"], 1)
+    for state, n in summary["states"].items():
+        m[f"count.{state}"] = n
+        m[f"share.{state}"] = n / rows
+    f = summary["findings_by_reason"]
+    filled = summary["filled"]
+    m["share.email_invalid"] = f.get("EMAIL_INVALID", 0) / max(filled.get("email", 0), 1)
+    m["share.phone_invalid"] = (f.get("PHONE_INVALID", 0) + f.get("PHONE_UNPARSEABLE", 0)) / max(filled.get("phone", 0) + filled.get("mobile", 0), 1)
+    m["share.duplicates"] = summary["states"].get("merged", 0) / rows
+    m["count.validation_errors"] = summary["findings_by_severity"].get("error", 0)
+    m["count.formula_cells"] = summary["formula_cells"]
+    m["count.unmapped_owners"] = len(summary["unmapped_owners"])
+    m["count.review_pairs"] = summary["dedupe"]["review_pairs"]
+    m["count.target_picklist"] = f.get("TARGET_PICKLIST_VALUE", 0)
+    for fld, rate in summary["fill_rate_after"].items():
+        m[f"fill.{fld}"] = rate
+    return m
+
+
+def run(opts: RunOptions, progress: Callable[[str], None] | None = None) -> RunResult:
+    """load → map → normalize → validate → dedupe & merge → lifecycle → export (pure until publish)."""
+    import time
+
+    from crmclean.dedupe import DedupeResult, dedupe, read_decisions
+    from crmclean.export.safe import escape_frame, formula_cells, frame_csv_bytes
+    from crmclean.export.targets import load_owners, to_target
+    from crmclean.gates import evaluate
+    from crmclean.lifecycle import LifecycleContext, lifecycle, load_suppression
+    from crmclean.normalize import NormalizeContext, normalize
+    from crmclean.validate import validate
+
+    say = progress or (lambda _s: None)
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(stage: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[stage] = round(now - clock, 3)
+        clock = now
+
+    pack = load_pack(opts.pack, expect="rules")
+    as_of = opts.as_of or dt.datetime.now(dt.UTC).date()
+    say("load")
+    loaded = load_inputs(opts.inputs, opts.load, opts.source)
+    objects = sorted(set(loaded.frame["_object"])) if len(loaded.frame) else ["contact"]
+    target_name = opts.target or pack.get("defaults", "target", default="generic-contact")
+    target = load_pack(target_name, expect="target")
+    owners = load_owners(opts.owners) if opts.owners else None
+    suppressions = [load_suppression(s, pack.get("defaults", "region", default="US")) for s in opts.suppress]
+    decisions = read_decisions(opts.decisions) if opts.decisions else None
+    lap("load")
+
+    frame = loaded.frame
+    changes: list[pd.DataFrame] = []
+    findings: list[pd.DataFrame] = []
+    if "normalize" in opts.stages:
+        say("normalize")
+        res = normalize(frame, pack, NormalizeContext(loaded.sources))
+        frame, changes, findings = res.frame, [res.changes], [res.findings]
+    else:
+        frame = frame.copy()
+        frame["_company_key"] = frame["company_name"].str.casefold()
+    lap("normalize")
+    if "validate" in opts.stages:
+        say("validate")
+        findings.append(validate(frame, pack, target if target.data.get("object") in objects else None, as_of))
+    lap("validate")
+
+    n = len(frame)
+    ids = frame[RECORD_ID].astype(str).to_numpy(dtype=object)
+    cluster_ids = np.array([""] * n, dtype=object)
+    survivor = ids.copy()
+    dd: DedupeResult | None = None
+    working = frame
+    if "dedupe" in opts.stages and pack.get("dedupe", "enabled", default=True) and n:
+        say("dedupe")
+        dd = dedupe(frame, loaded.frame, pack, decisions)
+        changes.append(dd.changes)
+        working = dd.frame
+        cluster_ids = dd.clusters["cluster_id"].to_numpy(dtype=object)
+        if len(dd.merge_map):
+            pos = {rid: i for i, rid in enumerate(ids)}
+            for loser, surv in zip(dd.merge_map["loser_id"], dd.merge_map["survivor_id"], strict=True):
+                survivor[pos[loser]] = surv
+    else:
+        from crmclean.dedupe.cluster import cluster_id
+
+        cluster_ids = np.array([cluster_id(x) for x in ids], dtype=object)
+    lap("dedupe")
+
+    if "lifecycle" in opts.stages and pack.get("lifecycle", "enabled", default=True):
+        say("lifecycle")
+        lc = lifecycle(working, pack, LifecycleContext(as_of=as_of, suppressions=suppressions, allow_delete=opts.allow_delete))
+        working = lc.frame
+        changes.append(lc.changes)
+        findings.append(lc.findings)
+        reason_counts = lc.counts
+    else:
+        working = working.copy()
+        for c in ("_state", "_reason", "_rule_id", "_reasons", "_signals", "_review"):
+            working[c] = "exported" if c == "_state" else ""
+        reason_counts = {}
+    lap("lifecycle")
+
+    # --- ledger: one final state per input record --------------------------------------------
+    say("export")
+    state = np.full(n, "merged", dtype=object)
+    reason = np.full(n, "", dtype=object)
+    wrow = working[ROW].to_numpy()
+    state[wrow] = working["_state"].to_numpy(dtype=object)
+    reason[wrow] = working["_reason"].to_numpy(dtype=object)
+    legacy = frame["_source_id"].astype(str).to_numpy(dtype=object)
+    hashes: list[str] = []
+    for inp in loaded.inputs:
+        hashes.extend(_row_hashes(inp.table))
+    ledger = pd.DataFrame({
+        "source_file": frame[SOURCE_FILE].to_numpy(dtype=object), "source_line": frame[SOURCE_LINE].astype(str).to_numpy(dtype=object),
+        "record_id": ids, "legacy_id": legacy, "state": state, "survivor_id": np.where(state == "merged", survivor, ""),
+        "cluster_id": cluster_ids, "reason": reason, "row_sha256": np.asarray(hashes, dtype=object),
+    })
+    rej_rows = []
+    for inp in loaded.inputs:
+        for r in inp.table.rejects:
+            rej_rows.append({"source_file": inp.table.display, "source_line": str(r.line), "record_id": f"{inp.table.display}:{r.line}",
+                             "legacy_id": "", "state": "rejected", "survivor_id": "", "cluster_id": "", "reason": r.code,
+                             "row_sha256": hashlib.sha256(r.raw.encode("utf-8", "surrogatepass")).hexdigest()})
+    if rej_rows:
+        ledger = pd.concat([ledger, pd.DataFrame(rej_rows)], ignore_index=True)
+
+    # conservation, per input file, before anything is published
+    per_file: dict[str, dict[str, int]] = {}
+    for inp in loaded.inputs:
+        sub = ledger[ledger["source_file"] == inp.table.display]
+        counts = {s: int((sub["state"] == s).sum()) for s in ("exported", "merged", "archived", "deactivated", "deleted", "rejected")}
+        per_file[inp.table.display] = {"rows_read": inp.table.rows_read, **counts}
+        if sum(counts.values()) != inp.table.rows_read or len(sub) != inp.table.rows_read:
+            raise InvariantError("E-CONSERVATION", f"{inp.table.display}: {inp.table.rows_read} rows read but {sum(counts.values())} accounted for",
+                                 hint="nothing was published; please report this")
+    if ledger["record_id"].duplicated().any():
+        raise InvariantError("E-CONSERVATION", "a record appears twice in the ledger", hint="nothing was published; please report this")
+    exported_ids = set(ledger.loc[ledger["state"].isin(["exported", "deactivated"]), "record_id"])
+    bad_survivor = ledger.loc[ledger["state"] == "merged", "survivor_id"]
+    if len(bad_survivor) and not bad_survivor.isin(exported_ids | set(ledger.loc[ledger["state"].isin(["archived", "deleted"]), "record_id"])).all():
+        raise InvariantError("E-CONSERVATION", "a merged record points at a survivor that is not in the outputs", hint="nothing was published; please report this")
+
+    # --- files ---------------------------------------------------------------------------------
+    files: dict[str, bytes] = {}
+    exportable = working[working["_state"].isin(["exported", "deactivated"])].sort_values(ROW, kind="mergesort")
+    tgt = to_target(exportable, target, owners)
+    findings.append(tgt.findings)
+    clean = tgt.frame
+    guard_mode = target.data.get("formula_guard", "neutralize")
+    clean_ids = exportable[RECORD_ID].astype(str).to_numpy(dtype=object)
+    formula_hits = formula_cells(clean)
+    if formula_hits:
+        findings.append(pd.DataFrame({"record_id": [clean_ids[i] for i, _ in formula_hits], "stage": "export", "check_id": "export.formula_cell",
+                                      "field": [c for _, c in formula_hits], "severity": "warning", "reason": "FORMULA_LIKE_CELL"}))
+    if guard_mode == "neutralize":
+        escaped, hits = escape_frame(clean)
+        if hits:
+            changes.append(pd.DataFrame({"record_id": [clean_ids[i] for i, _ in hits], "stage": "export", "rule_id": "export.formula_guard",
+                                         "field": [c for _, c in hits], "before": [clean.iloc[i][c] for i, c in hits],
+                                         "after": [escaped.iloc[i][c] for i, c in hits], "reason": "FORMULA_NEUTRALIZED"}))
+        clean = escaped
+    enc = target.data.get("encoding", "utf-8")
+    eol = "\r\n" if target.data.get("line_ending") == "crlf" else "\n"
+    files["clean.csv"] = frame_csv_bytes(clean, encoding=enc, line_ending=eol)
+
+    meta_cols = ["record_id", "source_file", "source_line"]
+
+    def with_originals(sel_rows: np.ndarray, extra: dict[str, np.ndarray]) -> pd.DataFrame:
+        orig = originals(loaded, np.sort(sel_rows))
+        out = pd.DataFrame({"record_id": ids[orig["_row"].to_numpy()], "source_file": frame[SOURCE_FILE].to_numpy(dtype=object)[orig["_row"].to_numpy()],
+                            "source_line": frame[SOURCE_LINE].astype(str).to_numpy(dtype=object)[orig["_row"].to_numpy()]})
+        order = np.argsort(sel_rows, kind="mergesort")
+        for k, v in extra.items():
+            out[k] = np.asarray(v, dtype=object)[order]
+        return pd.concat([out, orig.drop(columns="_row")], axis=1)
+
+    def safe(df: pd.DataFrame) -> bytes:
+        return frame_csv_bytes(escape_frame(df)[0])
+
+    arch = working[working["_state"] == "archived"]
+    files["archive.csv"] = safe(with_originals(arch[ROW].to_numpy(), {"reason": arch["_reason"].to_numpy(), "rule_id": arch["_rule_id"].to_numpy(), "reasons": arch["_reasons"].to_numpy()}))
+    dele = working[working["_state"] == "deleted"]
+    if len(dele):
+        files["delete_manifest.csv"] = safe(with_originals(dele[ROW].to_numpy(), {"reason": dele["_reason"].to_numpy(), "rule_id": dele["_rule_id"].to_numpy(), "reasons": dele["_reasons"].to_numpy()}))
+    rej = pd.DataFrame(rej_rows)
+    raw_rej = [{"source_file": inp.table.display, "source_line": str(r.line), "code": r.code, "reason": r.reason, "raw": r.raw} for inp in loaded.inputs for r in inp.table.rejects]
+    files["rejects.csv"] = safe(pd.DataFrame(raw_rej, columns=["source_file", "source_line", "code", "reason", "raw"]))
+    del rej
+
+    # merged.csv: every member of a merged cluster, original values (survivors too, so unmerge is exact)
+    if dd is not None and len(dd.merge_map):
+        loser_set = set(dd.merge_map["loser_id"])
+        surv_set = set(dd.merge_map["survivor_id"])
+        members = np.flatnonzero(np.isin(ids, list(loser_set | surv_set)))
+        role = np.where(np.isin(ids[members], list(loser_set)), "merged", "survivor")
+        files["merged.csv"] = safe(with_originals(members, {"merge_role": role, "survivor_id": np.where(role == "merged", survivor[members], ids[members]),
+                                                            "cluster_id": cluster_ids[members]}))
+        files["merge_map.csv"] = safe(dd.merge_map)
+        files["review.csv"] = safe(dd.review)
+    else:
+        files["merged.csv"] = safe(with_originals(np.zeros(0, dtype=np.int64), {"merge_role": [], "survivor_id": [], "cluster_id": []}))
+        files["merge_map.csv"] = frame_csv_bytes(pd.DataFrame(columns=["loser_id", "survivor_id", "cluster_id", "score", "match_weight", "evidence"]))
+        files["review.csv"] = frame_csv_bytes(dd.review if dd is not None else pd.DataFrame(columns=["left_id", "right_id", "score", "match_weight", "evidence", "guard", "decision"]))
+    files["clusters.csv"] = frame_csv_bytes(pd.DataFrame({"record_id": ids, "cluster_id": cluster_ids}))
+    all_changes = concat(changes, CHANGE_COLUMNS)
+    files["changes.csv"] = safe(all_changes)
+    all_findings = concat(findings, FINDING_COLUMNS)
+    files["findings.csv"] = safe(all_findings)
+    files["ledger.csv"] = frame_csv_bytes(ledger[list(LEDGER_COLUMNS)])
+    merged_from: dict[str, list[str]] = {}
+    for rid, surv, st in zip(ids, survivor, state, strict=True):
+        if st == "merged":
+            merged_from.setdefault(surv, []).append(rid)
+    surv_legacy = dict(zip(ids, legacy, strict=True))
+    files["crosswalk.csv"] = frame_csv_bytes(pd.DataFrame({
+        "legacy_id": legacy, "record_id": ids, "survivor_id": survivor,
+        "survivor_legacy_id": [surv_legacy.get(s, "") for s in survivor],
+        "merged_from": [";".join(merged_from.get(r, [])) for r in ids], "state": state,
+    }))
+
+    # --- summary --------------------------------------------------------------------------------
+    states = {s: int((ledger["state"] == s).sum()) for s in ("exported", "deactivated", "merged", "archived", "deleted", "rejected")}
+    fill_before = {c: round(float((loaded.frame[c].astype(str).str.strip() != "").mean()), 4) if n else 0.0 for c in CANONICAL_FIELDS if c != RECORD_ID}
+    fill_after = {c: round(float((exportable[c].astype(str).str.strip() != "").mean()), 4) if len(exportable) else 0.0 for c in CANONICAL_FIELDS if c != RECORD_ID}
+    filled = {c: int((frame[c].astype(str).str.strip() != "").sum()) for c in ("email", "phone", "mobile")}
+    sizes = pd.Series(cluster_ids).value_counts().value_counts().sort_index() if n else pd.Series(dtype=int)
+    pack_hashes = {"rules": pack.sha256, "target": target.sha256, **{f"source:{i.mapping.pack.name}": i.mapping.pack.sha256 for i in loaded.inputs}}
+    run_id = hashlib.sha256(json.dumps({"inputs": [i.table.sha256 for i in loaded.inputs], "packs": pack_hashes, "as_of": as_of.isoformat()}, sort_keys=True).encode()).hexdigest()[:16]
+    summary: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "run_id": run_id,
+        "as_of": as_of.isoformat(),
+        "status": "ok",
+        "versions": _versions(),
+        "pack": {"name": pack.name, "sha256": pack.sha256},
+        "target": {"name": target.name, "sha256": target.sha256},
+        "inputs": [{"file": i.table.display, "sha256": i.table.sha256, "encoding": i.table.encoding, "delimiter": i.table.delimiter, "sheet": i.table.sheet,
+                    "source": i.mapping.pack.name, "object": i.mapping.object_type, "headers": i.table.headers, "headers_mapped": i.mapping.mapped_headers,
+                    "warnings": [w.line() for w in i.table.warnings], **per_file[i.table.display]} for i in loaded.inputs],
+        "rows_read": loaded.rows_read,
+        "states": states,
+        "lifecycle_reasons": reason_counts,
+        "findings_by_reason": {str(k): int(v) for k, v in all_findings["reason"].value_counts().sort_index().items()} if len(all_findings) else {},
+        "findings_by_severity": {str(k): int(v) for k, v in all_findings["severity"].value_counts().sort_index().items()} if len(all_findings) else {},
+        "changes_by_rule": {str(k): int(v) for k, v in all_changes["rule_id"].value_counts().sort_index().items()} if len(all_changes) else {},
+        "changes": len(all_changes),
+        "formula_cells": len(formula_hits),
+        "unmapped_owners": tgt.unmapped_owners if owners is not None else [],
+        "filled": filled,
+        "fill_rate_before": fill_before,
+        "fill_rate_after": fill_after,
+        "dedupe": {
+            "candidate_pairs": dd.candidate_pairs if dd else 0,
+            "auto_merge_pairs": dd.auto_pairs if dd else 0,
+            "review_pairs": len(dd.review) if dd else 0,
+            "blocking": [{"rule": r.rule_id, "pairs": r.pairs, "oversized_blocks": r.oversized_blocks, "records_in_oversized_blocks": r.records_in_oversized} for r in dd.rules] if dd else [],
+            "cluster_sizes": {str(int(k)): int(v) for k, v in sizes.items()},
+        },
+    }
+    gate_results = evaluate(list(pack.get("gates", default=[]) or []), metrics(summary))
+    summary["gates"] = [g.as_dict() for g in gate_results]
+    summary["gates_passed"] = all(g.passed for g in gate_results)
+    if not summary["gates_passed"]:
+        summary["status"] = "gate_failed"
+    files["summary.json"] = (json.dumps(summary, indent=2, sort_keys=False, ensure_ascii=False) + "\n").encode()
+    from crmclean.export.report import render_report
+
+    files["report.html"] = render_report(summary, all_changes, dd, working).encode("utf-8")
+    lap("export")
+    return RunResult(summary=summary, files=files, gates=gate_results, timings=timings)

@@ -13,7 +13,7 @@ import pandas as pd
 from crmclean.errors import Problem, UsageError
 from crmclean.io.table import RawTable
 from crmclean.model import CANONICAL_FIELDS, EXTRA_PREFIX, OBJECT_TYPE, SOURCE_FILE, SOURCE_LINE
-from crmclean.rules.packs import Pack, builtin_packs, load_pack, rules_dir
+from crmclean.rules.packs import Pack, builtin_packs, load_pack
 
 _NON_ALNUM = re.compile(r"[\W_]+", re.UNICODE)
 
@@ -48,8 +48,7 @@ class SourceMapping:
 
 @lru_cache(maxsize=1)
 def source_packs() -> tuple[Pack, ...]:
-    root = rules_dir() / "sources"
-    names = [n for n, p in builtin_packs().items() if p.parent == root]
+    names = [n for n in builtin_packs() if n.startswith("sources/")]
     return tuple(load_pack(n, expect="source") for n in sorted(names))
 
 

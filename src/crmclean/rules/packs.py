@@ -104,7 +104,8 @@ TARGET_SCHEMA = Map(
         ),
         "required": ListOf(FIELDS),
         "max_length": DictOf(Num(1, 1_000_000, integer=True), keys=FIELDS),
-        "inactive": Map({"field": FIELDS, "value": Str()}, required=("field", "value")),
+        "inactive": Map({"column": Str(), "value": Str()}, required=("column", "value")),
+        "active": Map({"column": Str(), "value": Str()}, required=("column", "value")),
         "formula_guard": Enum("neutralize", "keep"),
         "encoding": Enum("utf-8", "utf-8-sig"),
         "line_ending": Enum("lf", "crlf"),
@@ -143,7 +144,7 @@ class Condition(Node):
         vpos = value.value_marks.get(key, pos) if isinstance(value, MarkedDict) else pos
         sub = f"{where}.{key}"
         if key in ("older_than", "not_older_than"):
-            Map({"field": FIELDS, "days": Num(0, 100_000, integer=True)}, required=("field", "days")).check(arg, sub, vpos, ctx)
+            Map({"field": FIELDS, "days": Num(0, 100_000, integer=True), "fallback": ListOf(FIELDS)}, required=("field", "days")).check(arg, sub, vpos, ctx)
         elif key in ("missing", "present", "flag"):
             FIELDS.check(arg, sub, vpos, ctx)
         elif key == "field_in":
@@ -279,29 +280,45 @@ def _plain(value: Any) -> Any:
     return value
 
 
+_FOLDER = {"rules": "", "source": "sources", "target": "targets"}
+
+
 def builtin_packs() -> dict[str, Path]:
-    """Map each shipped pack name to its file (``default``, ``salesforce-contact`` ...)."""
+    """Every shipped pack by qualified name: ``default``, ``sources/salesforce-contact``,
+    ``targets/salesforce-contact`` ..."""
     root = rules_dir()
     found: dict[str, Path] = {}
-    for sub in ("", "sources", "targets"):
-        folder = root / sub if sub else root
-        for path in sorted(folder.glob("*.yaml")):
-            found.setdefault(path.stem, path)
+    for folder in ("", "sources", "targets"):
+        base = root / folder if folder else root
+        for path in sorted(base.glob("*.yaml")):
+            found[f"{folder}/{path.stem}" if folder else path.stem] = path
     return found
 
 
-def resolve_path(ref: str, relative_to: Path | None = None) -> Path:
+def resolve_path(ref: str, relative_to: Path | None = None, expect: str | None = None) -> Path:
     packs = builtin_packs()
-    if ref in packs:
-        return packs[ref]
+    candidates: list[str] = []
+    if expect is not None:
+        folder = _FOLDER[expect]
+        candidates.append(f"{folder}/{ref}" if folder else ref)
+    candidates.append(ref)
+    for name in candidates:
+        if name in packs:
+            return packs[name]
+    by_stem = [k for k in packs if k.rsplit("/", 1)[-1] == ref]
+    if len(by_stem) == 1:
+        return packs[by_stem[0]]
     candidate = Path(ref)
-    if not candidate.is_absolute() and relative_to is not None:
+    if not candidate.is_absolute() and relative_to is not None and (relative_to / candidate).is_file():
         candidate = relative_to / candidate
     if candidate.suffix in (".yaml", ".yml") and candidate.is_file():
         return candidate
+    if len(by_stem) > 1:
+        raise RulePackError([Problem("E-RULE-AMBIGUOUS", ref, "several shipped packs have this name", "use one of: " + ", ".join(by_stem))])
     import difflib
 
-    close = difflib.get_close_matches(ref, list(packs), n=1)
+    stems = sorted({k.rsplit("/", 1)[-1] for k in packs})
+    close = difflib.get_close_matches(ref, stems, n=1)
     hint = f"did you mean '{close[0]}'?" if close else "run 'crmclean rules list' for the shipped packs"
     raise RulePackError([Problem("E-RULE-NOT-FOUND", ref, "no such rule pack", hint)])
 
@@ -317,7 +334,7 @@ def _load_cached(path: str, mtime_ns: int, expect: str | None, chain: tuple[str,
 
 
 def _load(ref: str, expect: str | None, chain: tuple[str, ...], relative_to: Path | None = None) -> Pack:
-    path = resolve_path(ref, relative_to).resolve()
+    path = resolve_path(ref, relative_to, expect).resolve()
     return _load_cached(str(path), path.stat().st_mtime_ns, expect, chain)
 
 

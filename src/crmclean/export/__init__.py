@@ -1,0 +1,1 @@
+"""Writing outputs: target CRM layouts, spreadsheet-safe files, atomic publish, the report."""
