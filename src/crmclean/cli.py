@@ -219,7 +219,9 @@ def _pipeline(
     config, config_path = ({}, None) if isolated else guard(discover)
     if config_path:
         render.detail(f"config: {config_path}")
-    pick = lambda flag, key, default=None: flag if flag not in (None, []) else config.get(key, default)  # noqa: E731
+    def pick(flag: Any, key: str, default: Any = None) -> Any:
+        return flag if flag not in (None, []) else config.get(key, default)
+
     log_format = pick(log_format, "log_format", "text")
     if log_format not in ("text", "json"):
         render.error("E-USAGE: --log-format takes text or json")

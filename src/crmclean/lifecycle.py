@@ -20,7 +20,14 @@ import numpy as np
 import pandas as pd
 
 from crmclean.errors import InputError, UsageError
-from crmclean.model import CHANGE_COLUMNS, FINDING_COLUMNS, RECORD_ID, changes_frame, concat, findings_frame
+from crmclean.model import (
+    CHANGE_COLUMNS,
+    FINDING_COLUMNS,
+    RECORD_ID,
+    changes_frame,
+    concat,
+    findings_frame,
+)
 from crmclean.rules.packs import Pack
 from crmclean.rules.regexsafe import compile_safe
 
@@ -151,7 +158,7 @@ class _Eval:
         days = (pd.Timestamp(self.as_of) - parsed).dt.days.to_numpy(dtype=float, na_value=np.nan)
         return np.nan_to_num(days, nan=0.0), known
 
-    def cond(self, c: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    def cond(self, c: dict[str, Any]) -> tuple[Any, Any]:
         """(true, unknown) boolean arrays."""
         (key, arg), = c.items()
         n = len(self.frame)

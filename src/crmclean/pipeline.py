@@ -16,7 +16,16 @@ import pandas as pd
 from crmclean.errors import InvariantError, UsageError
 from crmclean.io import LoadOptions, RawTable, load_table
 from crmclean.io.mapping import SourceMapping, map_headers, to_canonical
-from crmclean.model import CANONICAL_FIELDS, CHANGE_COLUMNS, FINDING_COLUMNS, RECORD_ID, ROW, SOURCE_FILE, SOURCE_LINE, concat
+from crmclean.model import (
+    CANONICAL_FIELDS,
+    CHANGE_COLUMNS,
+    FINDING_COLUMNS,
+    RECORD_ID,
+    ROW,
+    SOURCE_FILE,
+    SOURCE_LINE,
+    concat,
+)
 from crmclean.normalize import SourceInfo
 from crmclean.rules.packs import load_pack
 
@@ -52,7 +61,7 @@ def _display_names(paths: list[Path]) -> list[str]:
     return [str(p) for p in paths]
 
 
-def load_inputs(paths: list[str | Path], options: LoadOptions | None = None, source: str | None = None) -> Loaded:
+def load_inputs(paths: list[Path] | list[str] | list[str | Path], options: LoadOptions | None = None, source: str | None = None) -> Loaded:
     """Read, detect and map every input; assign each record a run-unique ``record_id``.
 
     ``record_id`` is the CRM's own id when it is present and unique within the run, else
@@ -89,6 +98,30 @@ def assign_record_ids(frame: pd.DataFrame) -> pd.Series:
 
 
 # --- the whole run ---------------------------------------------------------------------------
+
+FAMILIES: dict[str, dict[str, str]] = {
+    "salesforce": {"contact": "salesforce-contact", "lead": "salesforce-lead", "account": "salesforce-account"},
+    "hubspot": {"contact": "hubspot-contact", "lead": "hubspot-contact", "account": "hubspot-company"},
+    "dynamics": {"contact": "dynamics-contact", "lead": "dynamics-contact", "account": "dynamics-account"},
+    "zoho": {"contact": "zoho-contact", "lead": "zoho-lead", "account": "zoho-account"},
+    "pipedrive": {"contact": "pipedrive-person", "lead": "pipedrive-person", "account": "pipedrive-organization"},
+    "generic": {"contact": "generic-contact", "lead": "generic-contact", "account": "generic-account"},
+}
+
+
+def targets_for(name: str, objects: list[str]) -> dict[str, Any]:
+    """The target pack for each object type: ``--target salesforce`` (a CRM) or one pack
+    (``salesforce-contact``), whose CRM supplies the packs for the other objects."""
+    if name in FAMILIES:
+        family = FAMILIES[name]
+        return {o: load_pack(family[o], expect="target") for o in objects}
+    pack = load_pack(name, expect="target")
+    family = FAMILIES.get(str(pack.data.get("crm", "")), {})
+    out = {}
+    for o in objects:
+        out[o] = pack if pack.data.get("object") == o or o not in family else load_pack(family[o], expect="target")
+    return out
+
 
 LEDGER_COLUMNS = ("source_file", "source_line", "record_id", "legacy_id", "state", "survivor_id", "cluster_id", "reason", "row_sha256")
 SCHEMA_VERSION = 1
@@ -215,7 +248,8 @@ def run(opts: RunOptions, progress: Callable[[str], None] | None = None) -> RunR
     loaded = load_inputs(opts.inputs, opts.load, opts.source)
     objects = sorted(set(loaded.frame["_object"])) if len(loaded.frame) else ["contact"]
     target_name = opts.target or pack.get("defaults", "target", default="generic-contact")
-    target = load_pack(target_name, expect="target")
+    targets = targets_for(target_name, objects)
+    target = targets[objects[0]] if objects else load_pack(target_name, expect="target")
     owners = load_owners(opts.owners) if opts.owners else None
     suppressions = [load_suppression(s, pack.get("defaults", "region", default="US")) for s in opts.suppress]
     decisions = read_decisions(opts.decisions) if opts.decisions else None
@@ -234,7 +268,8 @@ def run(opts: RunOptions, progress: Callable[[str], None] | None = None) -> RunR
     lap("normalize")
     if "validate" in opts.stages:
         say("validate")
-        findings.append(validate(frame, pack, target if target.data.get("object") in objects else None, as_of))
+        for obj, tpack in targets.items():
+            findings.append(validate(frame[frame["_object"] == obj], pack, tpack, as_of))
     lap("validate")
 
     n = len(frame)
@@ -317,27 +352,33 @@ def run(opts: RunOptions, progress: Callable[[str], None] | None = None) -> RunR
     # --- files ---------------------------------------------------------------------------------
     files: dict[str, bytes] = {}
     exportable = working[working["_state"].isin(["exported", "deactivated"])].sort_values(ROW, kind="mergesort")
-    tgt = to_target(exportable, target, owners)
-    findings.append(tgt.findings)
-    clean = tgt.frame
-    guard_mode = target.data.get("formula_guard", "neutralize")
-    clean_ids = exportable[RECORD_ID].astype(str).to_numpy(dtype=object)
-    formula_hits = formula_cells(clean)
-    if formula_hits:
-        findings.append(pd.DataFrame({"record_id": [clean_ids[i] for i, _ in formula_hits], "stage": "export", "check_id": "export.formula_cell",
-                                      "field": [c for _, c in formula_hits], "severity": "warning", "reason": "FORMULA_LIKE_CELL"}))
-    if guard_mode == "neutralize":
-        escaped, hits = escape_frame(clean)
-        if hits:
-            changes.append(pd.DataFrame({"record_id": [clean_ids[i] for i, _ in hits], "stage": "export", "rule_id": "export.formula_guard",
-                                         "field": [c for _, c in hits], "before": [clean.iloc[i][c] for i, c in hits],
-                                         "after": [escaped.iloc[i][c] for i, c in hits], "reason": "FORMULA_NEUTRALIZED"}))
-        clean = escaped
-    enc = target.data.get("encoding", "utf-8")
-    eol = "\r\n" if target.data.get("line_ending") == "crlf" else "\n"
-    files["clean.csv"] = frame_csv_bytes(clean, encoding=enc, line_ending=eol)
-
-    meta_cols = ["record_id", "source_file", "source_line"]
+    formula_hits: list[tuple[int, str]] = []
+    unmapped_owners: list[str] = []
+    # one import file per object type: the first input's object is clean.csv, others clean_<object>.csv
+    order = list(dict.fromkeys(i.mapping.object_type for i in loaded.inputs)) or ["contact"]
+    for k, obj in enumerate(order):
+        part = exportable[exportable["_object"] == obj]
+        tgt = to_target(part, targets.get(obj, target), owners)
+        findings.append(tgt.findings)
+        unmapped_owners.extend(tgt.unmapped_owners)
+        clean = tgt.frame
+        tpack = targets.get(obj, target)
+        clean_ids = part[RECORD_ID].astype(str).to_numpy(dtype=object)
+        hits_here = formula_cells(clean)
+        formula_hits.extend(hits_here)
+        if hits_here:
+            findings.append(pd.DataFrame({"record_id": [clean_ids[i] for i, _ in hits_here], "stage": "export", "check_id": "export.formula_cell",
+                                          "field": [c for _, c in hits_here], "severity": "warning", "reason": "FORMULA_LIKE_CELL"}))
+        if tpack.data.get("formula_guard", "neutralize") == "neutralize":
+            escaped, hits = escape_frame(clean)
+            if hits:
+                changes.append(pd.DataFrame({"record_id": [clean_ids[i] for i, _ in hits], "stage": "export", "rule_id": "export.formula_guard",
+                                             "field": [c for _, c in hits], "before": [clean[c].iloc[i] for i, c in hits],
+                                             "after": [escaped[c].iloc[i] for i, c in hits], "reason": "FORMULA_NEUTRALIZED"}))
+            clean = escaped
+        enc = tpack.data.get("encoding", "utf-8")
+        eol = "\r\n" if tpack.data.get("line_ending") == "crlf" else "\n"
+        files["clean.csv" if k == 0 else f"clean_{obj}.csv"] = frame_csv_bytes(clean, encoding=enc, line_ending=eol)
 
     def with_originals(sel_rows: np.ndarray, extra: dict[str, np.ndarray]) -> pd.DataFrame:
         orig = originals(loaded, np.sort(sel_rows))
@@ -372,7 +413,8 @@ def run(opts: RunOptions, progress: Callable[[str], None] | None = None) -> RunR
         files["merge_map.csv"] = safe(dd.merge_map)
         files["review.csv"] = safe(dd.review)
     else:
-        files["merged.csv"] = safe(with_originals(np.zeros(0, dtype=np.int64), {"merge_role": [], "survivor_id": [], "cluster_id": []}))
+        empty = np.zeros(0, dtype=object)
+        files["merged.csv"] = safe(with_originals(np.zeros(0, dtype=np.int64), {"merge_role": empty, "survivor_id": empty, "cluster_id": empty}))
         files["merge_map.csv"] = frame_csv_bytes(pd.DataFrame(columns=["loser_id", "survivor_id", "cluster_id", "score", "match_weight", "evidence"]))
         files["review.csv"] = frame_csv_bytes(dd.review if dd is not None else pd.DataFrame(columns=["left_id", "right_id", "score", "match_weight", "evidence", "guard", "decision"]))
     files["clusters.csv"] = frame_csv_bytes(pd.DataFrame({"record_id": ids, "cluster_id": cluster_ids}))
@@ -398,7 +440,7 @@ def run(opts: RunOptions, progress: Callable[[str], None] | None = None) -> RunR
     fill_after = {c: round(float((exportable[c].astype(str).str.strip() != "").mean()), 4) if len(exportable) else 0.0 for c in CANONICAL_FIELDS if c != RECORD_ID}
     filled = {c: int((frame[c].astype(str).str.strip() != "").sum()) for c in ("email", "phone", "mobile")}
     sizes = pd.Series(cluster_ids).value_counts().value_counts().sort_index() if n else pd.Series(dtype=int)
-    pack_hashes = {"rules": pack.sha256, "target": target.sha256, **{f"source:{i.mapping.pack.name}": i.mapping.pack.sha256 for i in loaded.inputs}}
+    pack_hashes = {"rules": pack.sha256, **{f"target:{t.name}": t.sha256 for t in targets.values()}, **{f"source:{i.mapping.pack.name}": i.mapping.pack.sha256 for i in loaded.inputs}}
     run_id = hashlib.sha256(json.dumps({"inputs": [i.table.sha256 for i in loaded.inputs], "packs": pack_hashes, "as_of": as_of.isoformat()}, sort_keys=True).encode()).hexdigest()[:16]
     summary: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
@@ -407,7 +449,7 @@ def run(opts: RunOptions, progress: Callable[[str], None] | None = None) -> RunR
         "status": "ok",
         "versions": _versions(),
         "pack": {"name": pack.name, "sha256": pack.sha256},
-        "target": {"name": target.name, "sha256": target.sha256},
+        "target": {"name": target.name, "sha256": target.sha256, "per_object": {o: t.name for o, t in targets.items()}},
         "inputs": [{"file": i.table.display, "sha256": i.table.sha256, "encoding": i.table.encoding, "delimiter": i.table.delimiter, "sheet": i.table.sheet,
                     "source": i.mapping.pack.name, "object": i.mapping.object_type, "headers": i.table.headers, "headers_mapped": i.mapping.mapped_headers,
                     "warnings": [w.line() for w in i.table.warnings], **per_file[i.table.display]} for i in loaded.inputs],
@@ -419,7 +461,7 @@ def run(opts: RunOptions, progress: Callable[[str], None] | None = None) -> RunR
         "changes_by_rule": {str(k): int(v) for k, v in all_changes["rule_id"].value_counts().sort_index().items()} if len(all_changes) else {},
         "changes": len(all_changes),
         "formula_cells": len(formula_hits),
-        "unmapped_owners": tgt.unmapped_owners if owners is not None else [],
+        "unmapped_owners": sorted(set(unmapped_owners)) if owners is not None else [],
         "filled": filled,
         "fill_rate_before": fill_before,
         "fill_rate_after": fill_after,
@@ -428,7 +470,7 @@ def run(opts: RunOptions, progress: Callable[[str], None] | None = None) -> RunR
             "auto_merge_pairs": dd.auto_pairs if dd else 0,
             "review_pairs": len(dd.review) if dd else 0,
             "blocking": [{"rule": r.rule_id, "pairs": r.pairs, "oversized_blocks": r.oversized_blocks, "records_in_oversized_blocks": r.records_in_oversized} for r in dd.rules] if dd else [],
-            "cluster_sizes": {str(int(k)): int(v) for k, v in sizes.items()},
+            "cluster_sizes": {str(k): int(v) for k, v in sizes.items()},
         },
     }
     gate_results = evaluate(list(pack.get("gates", default=[]) or []), metrics(summary))

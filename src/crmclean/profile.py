@@ -6,8 +6,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from crmclean.io import LoadOptions
 from crmclean.model import CANONICAL_FIELDS
 from crmclean.normalize import NormalizeContext, normalize

@@ -9,6 +9,7 @@ future dates, an email domain that contradicts the company's).
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -25,10 +26,10 @@ def _find(frame: pd.DataFrame, mask: np.ndarray | pd.Series, check: str, field: 
     return findings_frame(frame.loc[mask, RECORD_ID], stage=STAGE, check_id=check, field_name=field, severity=severity, reason=reason)
 
 
-def picklist_value(value: str, spec: dict[str, object]) -> tuple[str, bool]:
+def picklist_value(value: str, spec: dict[str, Any]) -> tuple[str, bool]:
     """Map a canonical value through a target picklist: (target value, allowed?)."""
-    mapping = {str(k).casefold(): str(v) for k, v in dict(spec.get("map", {}) or {}).items()}  # type: ignore[call-overload]
-    allowed = [str(x) for x in spec.get("allowed", []) or []]  # type: ignore[union-attr]
+    mapping = {str(k).casefold(): str(v) for k, v in dict(spec.get("map", {}) or {}).items()}
+    allowed = [str(x) for x in spec.get("allowed", []) or []]
     mapped = mapping.get(value.casefold(), value)
     if not allowed:
         return mapped, True
@@ -78,7 +79,7 @@ def validate(frame: pd.DataFrame, pack: Pack, target: Pack | None, as_of: dt.dat
         for field, spec in (target.data.get("picklists", {}) or {}).items():
             values = frame[field].astype(str)
             uniq = {v: picklist_value(v, spec)[1] for v in pd.unique(values[values != ""])}
-            bad = values.map(lambda v: v != "" and not uniq.get(v, True)).to_numpy(dtype=bool) & applies
+            bad = values.map(lambda v, u=uniq: v != "" and not u.get(v, True)).to_numpy(dtype=bool) & applies
             out.append(_find(frame, bad, f"target.{target.name}.picklist", field, "error", "TARGET_PICKLIST_VALUE"))
 
     # dates: created after the last activity, or in the future

@@ -18,7 +18,15 @@ from crmclean.dedupe.blocking import RuleEstimate, candidate_pairs, estimate
 from crmclean.dedupe.cluster import cluster_id, resolve
 from crmclean.dedupe.compare import compare, names_conflict
 from crmclean.dedupe.features import build_features
-from crmclean.dedupe.score import Model, estimate_m, estimate_u, evidence, guard, match_probability, reviewable
+from crmclean.dedupe.score import (
+    Model,
+    estimate_m,
+    estimate_u,
+    evidence,
+    guard,
+    match_probability,
+    reviewable,
+)
 from crmclean.dedupe.survive import golden_records, rank_members
 from crmclean.errors import InputError, UsageError
 from crmclean.model import CHANGE_COLUMNS, RECORD_ID, changes_frame, concat

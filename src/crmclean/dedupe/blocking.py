@@ -9,6 +9,7 @@ pairs for that rule — its records still meet through the other rules — and i
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -42,11 +43,11 @@ def _groups(positions: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.nda
     return positions[order], codes[order]
 
 
-def estimate(features: pd.DataFrame, rules: list[dict[str, object]], max_block: int) -> list[RuleEstimate]:
+def estimate(features: pd.DataFrame, rules: list[dict[str, Any]], max_block: int) -> list[RuleEstimate]:
     """Candidate pairs each rule would generate, before generating any."""
     out = []
     for rule in rules:
-        positions, keys = blocking_keys(features, list(rule["on"]))  # type: ignore[arg-type]
+        positions, keys = blocking_keys(features, list(rule["on"]))
         sizes = pd.Series(keys).value_counts().to_numpy() if len(keys) else np.zeros(0, dtype=np.int64)
         ok = sizes[sizes <= max_block]
         big = sizes[sizes > max_block]
@@ -54,12 +55,12 @@ def estimate(features: pd.DataFrame, rules: list[dict[str, object]], max_block: 
     return out
 
 
-def candidate_pairs(features: pd.DataFrame, rules: list[dict[str, object]], max_block: int) -> BlockingResult:
+def candidate_pairs(features: pd.DataFrame, rules: list[dict[str, Any]], max_block: int) -> BlockingResult:
     lefts: list[np.ndarray] = []
     rights: list[np.ndarray] = []
     estimates = []
     for rule in rules:
-        positions, keys = blocking_keys(features, list(rule["on"]))  # type: ignore[arg-type]
+        positions, keys = blocking_keys(features, list(rule["on"]))
         pos, codes = _groups(positions, keys)
         sizes = np.bincount(codes) if len(codes) else np.zeros(0, dtype=np.int64)
         too_big = sizes > max_block

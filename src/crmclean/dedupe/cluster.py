@@ -96,11 +96,11 @@ def resolve(
         for x in merged_set:
             owner[x] = keep
     for root in bad_roots:
-        for pos in members[root]:
-            labels[pos] = pos
-    for keep, mem in groups.items():
-        lab = min(mem)
-        for x in mem:
+        for member in members[root]:
+            labels[member] = member
+    for group in groups.values():
+        lab = min(group)
+        for x in group:
             labels[x] = lab
     return labels, refused
 

@@ -15,7 +15,7 @@ from rapidfuzz import process
 from rapidfuzz.distance import OSA, JaroWinkler, Levenshtein
 from rapidfuzz.fuzz import token_set_ratio
 
-from crmclean.dedupe.nicknames import known_names, related
+from crmclean.dedupe.nicknames import related
 
 # level names, per comparison, from highest to lowest (the report and evidence use them)
 LEVELS: dict[str, dict[int, str]] = {

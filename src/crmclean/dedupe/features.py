@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from typing import Any
 
 import jellyfish
 import numpy as np
@@ -21,9 +22,9 @@ def _fold(value: str) -> str:
     return " ".join(_LETTERS.sub("", anyascii(unicodedata.normalize("NFKC", value)).casefold().replace("-", " ")).split())
 
 
-def _umap(series: pd.Series, fn: object) -> np.ndarray:
+def _umap(series: pd.Series, fn: Any) -> np.ndarray:
     codes, uniques = pd.factorize(series, use_na_sentinel=False)
-    results = np.array([fn(u) for u in uniques], dtype=object)  # type: ignore[operator]
+    results: np.ndarray = np.array([fn(u) for u in uniques], dtype=object)
     return results[codes] if len(codes) else np.empty(0, dtype=object)
 
 

@@ -116,7 +116,8 @@ def tf_adjustment(f: pd.DataFrame, left: np.ndarray, column: str) -> np.ndarray:
     counts = pd.Series(values).value_counts()
     nonblank = max(int((values != "").sum()), 1)
     freq = pd.Series(values[left]).map(counts).fillna(1).to_numpy(dtype=float) / nonblank
-    return np.maximum(freq, 1.0 / nonblank)
+    out: np.ndarray = np.maximum(freq, 1.0 / nonblank)
+    return out
 
 
 def match_probability(f: pd.DataFrame, left: np.ndarray, right: np.ndarray, cmp: Comparison, model: Model) -> tuple[np.ndarray, np.ndarray]:
@@ -147,7 +148,8 @@ def reviewable(cmp: Comparison, reason: np.ndarray) -> np.ndarray:
     first, last = cmp.levels["first_name"], cmp.levels["last_name"]
     first_plausible = (first >= 1) | (first == -1) | cmp.swapped | cmp.initial_unknown | cmp.known_typo
     last_plausible = (last >= 1) | (last == -1) | ((first >= 3) & (cmp.email_personal | cmp.phone_personal))
-    return first_plausible & last_plausible & ~cmp.suffix_conflict & (reason != "CONTACT_DETAILS_DIFFER")
+    out: np.ndarray = first_plausible & last_plausible & ~cmp.suffix_conflict & (reason != "CONTACT_DETAILS_DIFFER")
+    return out
 
 
 def guard(cmp: Comparison) -> tuple[np.ndarray, np.ndarray]:

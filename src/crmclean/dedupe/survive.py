@@ -12,7 +12,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from crmclean.model import CANONICAL_FIELDS, CHANGE_COLUMNS, RECORD_ID, SOURCE_FILE, changes_frame, concat
+from crmclean.model import (
+    CANONICAL_FIELDS,
+    CHANGE_COLUMNS,
+    RECORD_ID,
+    SOURCE_FILE,
+    changes_frame,
+    concat,
+)
 
 NOT_MERGED = ("record_id",)
 
@@ -40,12 +47,13 @@ def rank_members(frame: pd.DataFrame, labels: np.ndarray, strategies: list[str],
             asc.append(s == "oldest_created")
         elif s == "source_priority":
             rank = {name: i for i, name in enumerate(source_priority)}
-            sub["_k_src"] = sub[SOURCE_FILE].map(lambda v: rank.get(v, len(rank)))
+            sub["_k_src"] = sub[SOURCE_FILE].map(lambda v, r=rank: r.get(v, len(r)))
             keys.append("_k_src")
             asc.append(True)
     keys.append(RECORD_ID)
     asc.append(True)
-    return sub.sort_values(keys, ascending=asc, kind="mergesort")
+    ranked: pd.DataFrame = sub.sort_values(keys, ascending=asc, kind="mergesort")
+    return ranked
 
 
 def golden_records(ranked: pd.DataFrame, rules: dict[str, str]) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -130,14 +130,14 @@ def render_report(summary: dict[str, Any], changes: pd.DataFrame, dedupe: Any, w
     if dedupe is not None and len(dedupe.merge_map):
         ex = dedupe.merge_map.head(8)
         out.append("<h3>Example merges (masked)</h3>" + _table(["merged record", "into", "score", "evidence"],
-                   [[mask(r.loser_id), mask(r.survivor_id), r.score, r.evidence] for r in ex.itertuples()]))
+                   [[mask(str(r.loser_id)), mask(str(r.survivor_id)), r.score, r.evidence] for r in ex.itertuples()]))
 
     out.append("<h2>Changes</h2>")
     out.append(bar_chart(sorted(((k, float(v)) for k, v in s["changes_by_rule"].items()), key=lambda x: -x[1])[:20], color="#577590"))
     if len(changes):
         ex = changes.groupby("rule_id", sort=True).head(2).head(24)
         out.append("<h3>Examples (masked)</h3>" + _table(["rule", "field", "before", "after"],
-                   [[r.rule_id, r.field, mask(r.before), mask(r.after)] for r in ex.itertuples()]))
+                   [[r.rule_id, r.field, mask(str(r.before)), mask(str(r.after))] for r in ex.itertuples()]))
     out.append("<h2>Inputs</h2>")
     out.append(_table(["file", "sha256", "encoding", "source pack", "headers mapped"],
                       [[i["file"], i["sha256"][:16] + "…", i["encoding"], i["source"], f"{i['headers_mapped']} of {len(i['headers'])}"] for i in s["inputs"]]))

@@ -73,7 +73,7 @@ def escape_frame(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[tuple[int, str
 
 def formula_cells(frame: pd.DataFrame) -> list[tuple[int, str]]:
     """Cells a spreadsheet would execute (for findings when a target keeps values exact)."""
-    hits = []
+    hits: list[tuple[int, str]] = []
     for pos, col in enumerate(frame.columns):
         values = frame.iloc[:, pos].astype(str)
         cand = np.flatnonzero(values.str[:1].isin(TRIGGERS).to_numpy())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -49,9 +50,9 @@ def _format_date(value: str, date_fmt: str, datetime_fmt: str) -> str:
     return value
 
 
-def _umap(series: pd.Series, fn: object) -> np.ndarray:
+def _umap(series: pd.Series, fn: Any) -> np.ndarray:
     codes, uniques = pd.factorize(series.astype(str), use_na_sentinel=False)
-    table = np.array([fn(u) for u in uniques], dtype=object)  # type: ignore[operator]
+    table: np.ndarray = np.array([fn(u) for u in uniques], dtype=object)
     return table[codes] if len(codes) else np.empty(0, dtype=object)
 
 
@@ -89,8 +90,9 @@ def to_target(frame: pd.DataFrame, target: Pack, owners: dict[str, str] | None =
     states = frame["_state"].astype(str).to_numpy(dtype=object) if "_state" in frame else np.full(len(frame), "exported", dtype=object)
     inactive = target.data.get("inactive")
     active = target.data.get("active")
-    if inactive or active:
-        column = (inactive or active)["column"]
+    status_spec: dict[str, str] | None = inactive or active
+    if status_spec:
+        column = status_spec["column"]
         current = out.get(column, np.full(len(frame), "", dtype=object)).copy()
         if active:
             current = np.where(states == "exported", active["value"], current)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 
 import numpy as np
@@ -20,17 +20,24 @@ import pandas as pd
 from crmclean.model import (
     BOOL_FIELDS,
     CANONICAL_FIELDS,
+    CHANGE_COLUMNS,
     DATE_FIELDS,
+    FINDING_COLUMNS,
     RECORD_ID,
     SOURCE_FILE,
     StageResult,
     changes_frame,
     concat,
     findings_frame,
-    FINDING_COLUMNS,
-    CHANGE_COLUMNS,
 )
-from crmclean.normalize.address import Pub28, normalize_city, normalize_postal, normalize_state, normalize_us_street, normalize_foreign_street
+from crmclean.normalize.address import (
+    Pub28,
+    normalize_city,
+    normalize_foreign_street,
+    normalize_postal,
+    normalize_state,
+    normalize_us_street,
+)
 from crmclean.normalize.booleans import DEFAULT_FALSE, DEFAULT_TRUE, normalize_bool
 from crmclean.normalize.company import DEFAULT_LEGAL, company_display, company_key
 from crmclean.normalize.country import CountryTable
@@ -143,6 +150,10 @@ def _json_values(value: str) -> list[str] | None:
     return out
 
 
+def _date_one(value: str, order: str, info: SourceInfo) -> tuple[str, str | None]:
+    return normalize_date(value, order, info.timezone, info.excel, info.date1904)
+
+
 def normalize(frame: pd.DataFrame, pack: Pack, ctx: NormalizeContext) -> StageResult:
     """Apply the pack's normalizers to a canonical frame (pure: returns a new frame)."""
     f = frame.copy()
@@ -244,7 +255,7 @@ def normalize(frame: pd.DataFrame, pack: Pack, ctx: NormalizeContext) -> StageRe
     if on("address"):
         style = opts.get("address", {}).get("style", "title")
         s1 = f["street_1"].to_numpy(dtype=object)
-        key = pd.Series(np.where(us_row, "U\x1f", "F\x1f"), index=f.index) + f["street_1"].astype(str)
+        key = pd.Series(np.where(us_row, "U\x1f", "F\x1f"), index=f.index, dtype=str) + f["street_1"].astype(str)
         res = _map(key, lambda k: normalize_us_street(k[2:], pub, style) if k[0] == "U" else (normalize_foreign_street(k[2:]), (), None))
         new_s1 = np.array([r[0] for r in res], dtype=object) if n else np.empty(0, dtype=object)
         rec.set("street_1", np.where(s1 == "", s1, new_s1), "address.pub28")
@@ -269,38 +280,38 @@ def normalize(frame: pd.DataFrame, pack: Pack, ctx: NormalizeContext) -> StageRe
         rec.flag("postal_code", [r[1] for r in res])
 
     # 9. dates, in each source file's day/month order
+    file_of = f[SOURCE_FILE].to_numpy(dtype=object)
     if on("dates"):
-        files = f[SOURCE_FILE].to_numpy(dtype=object)
         for c in DATE_FIELDS:
-            new = f[c].to_numpy(dtype=object).copy()
-            reasons = np.full(n, None, dtype=object)
-            for src in pd.unique(files):
+            dates_new = f[c].to_numpy(dtype=object).copy()
+            date_reasons = np.full(n, None, dtype=object)
+            for src in pd.unique(file_of):
                 info = ctx.sources.get(src, SourceInfo())
-                mask = files == src
-                vals = pd.Series(new[mask])
+                in_file = file_of == src
+                column = pd.Series(dates_new[in_file])
                 order = info.date_order
                 if order == "auto":
-                    order = column_order(pd.unique(vals.to_numpy(dtype=object))) or "none"
-                res = _map(vals, lambda v, o=order, i=info: normalize_date(v, o, i.timezone, i.excel, i.date1904))
-                new[mask] = [r[0] for r in res]
-                reasons[mask] = [r[1] for r in res]
-            rec.set(c, new, "date.iso8601")
-            rec.flag(c, reasons)
+                    order = column_order(pd.unique(column.to_numpy(dtype=object))) or "none"
+                parse = partial(_date_one, order=order, info=info)
+                parsed = _map(column, parse)
+                dates_new[in_file] = [r[0] for r in parsed]
+                date_reasons[in_file] = [r[1] for r in parsed]
+            rec.set(c, dates_new, "date.iso8601")
+            rec.flag(c, date_reasons)
 
     # 10. booleans, with each source's vocabulary
     if on("booleans"):
-        files = f[SOURCE_FILE].to_numpy(dtype=object)
         for c in BOOL_FIELDS:
-            new = f[c].to_numpy(dtype=object).copy()
-            reasons = np.full(n, None, dtype=object)
-            for src in pd.unique(files):
+            bools_new = f[c].to_numpy(dtype=object).copy()
+            bool_reasons = np.full(n, None, dtype=object)
+            for src in pd.unique(file_of):
                 info = ctx.sources.get(src, SourceInfo())
-                mask = files == src
-                res = _map(pd.Series(new[mask]), lambda v, i=info: normalize_bool(v, i.true_words, i.false_words))
-                new[mask] = [r[0] for r in res]
-                reasons[mask] = [r[1] for r in res]
-            rec.set(c, new, "bool.vocabulary")
-            rec.flag(c, reasons)
+                in_file = file_of == src
+                mapped = _map(pd.Series(bools_new[in_file]), partial(normalize_bool, true_words=info.true_words, false_words=info.false_words))
+                bools_new[in_file] = [r[0] for r in mapped]
+                bool_reasons[in_file] = [r[1] for r in mapped]
+            rec.set(c, bools_new, "bool.vocabulary")
+            rec.flag(c, bool_reasons)
 
     changes = []
     ids = f[RECORD_ID]

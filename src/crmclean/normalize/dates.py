@@ -147,10 +147,10 @@ def normalize_date(value: str, order: str, default_tz: str = "UTC", serials: boo
                 month_name, day_s, year_s = m.group(1), m.group(2), m.group(3)
             else:
                 day_s, month_name, year_s = m.group(1), m.group(2), m.group(3)
-            month = _MONTHS.get(month_name.lower())
-            if month is None:
+            found_month = _MONTHS.get(month_name.lower())
+            if found_month is None:
                 return value, "DATE_UNPARSEABLE"
-            return _checked(dt.date(int(year_s), month, int(day_s)), None, None, default_tz, value)
+            return _checked(dt.date(int(year_s), found_month, int(day_s)), None, None, default_tz, value)
         if serials and _SERIAL.match(text):
             d2 = _excel_serial(text, date1904)
             if d2 is not None:

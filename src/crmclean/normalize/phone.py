@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -74,17 +75,15 @@ _NANP_SHAPE = re.compile(
 
 @lru_cache(maxsize=1)
 def _us_patterns() -> tuple[re.Pattern[str], re.Pattern[str], list[re.Pattern[str]]]:
-    md = phonenumbers.PhoneMetadata.metadata_for_region("US")
-    assert md is not None
-    general = re.compile(md.general_desc.national_number_pattern)
-    fixed = re.compile(md.fixed_line.national_number_pattern)
-    special = []
+    md: Any = phonenumbers.PhoneMetadata.metadata_for_region("US")
+    general = re.compile(str(md.general_desc.national_number_pattern))
+    fixed = re.compile(str(md.fixed_line.national_number_pattern))
+    special: list[re.Pattern[str]] = []
     for desc in (md.premium_rate, md.toll_free, md.shared_cost, md.voip, md.personal_number, md.pager, md.uan, md.voicemail):
         if desc is not None and desc.national_number_pattern:
-            special.append(re.compile(desc.national_number_pattern))
-    mobile_same = md.mobile.national_number_pattern == md.fixed_line.national_number_pattern
-    if not mobile_same:  # metadata changed shape: disable the fast path rather than guess
-        general = re.compile(r"(?!)")
+            special.append(re.compile(str(desc.national_number_pattern)))
+    if md.mobile.national_number_pattern != md.fixed_line.national_number_pattern:
+        general = re.compile(r"(?!)")  # metadata changed shape: disable the fast path rather than guess
     return general, fixed, special
 
 

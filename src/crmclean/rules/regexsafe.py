@@ -8,7 +8,7 @@ mistake; refusing it keeps packs portable and the intent plain.
 from __future__ import annotations
 
 import re
-import re._parser as sre_parse  # the stdlib's own pattern parser, used read-only
+import re._parser as sre_parse  # type: ignore[import-not-found]  # the stdlib's own parser, used read-only
 from functools import lru_cache
 from typing import Any
 

@@ -66,7 +66,8 @@ class Num(Node):
             kind = "a whole number" if self.integer else "a number"
             ctx.add("E-RULE-TYPE", pos, where, f"expected {kind}, got {_type_name(value)}", "write a plain number")
             return
-        if (self.lo is not None and value < self.lo) or (self.hi is not None and value > self.hi):
+        number = float(value)  # type: ignore[arg-type]
+        if (self.lo is not None and number < self.lo) or (self.hi is not None and number > self.hi):
             ctx.add("E-RULE-RANGE", pos, where, f"{value} is outside {self.lo}..{self.hi}", "choose a value in range")
 
 

@@ -43,9 +43,9 @@ class _Loader(yaml.SafeLoader):
         self.path = path
         self.problems: list[Problem] = []
 
-    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:  # type: ignore[override]
         if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
+            event = self.peek_event()  # type: ignore[no-untyped-call]
             line, col = event.start_mark.line + 1, event.start_mark.column + 1
             raise RulePackError(
                 [
