@@ -24,7 +24,8 @@ from crmclean.io.table import RawTable, Reject
 
 CANDIDATE_DELIMITERS = (",", ";", "\t", "|")
 DEFAULT_MAX_FIELD = 1024 * 1024
-_ACCEPTED_DETECTED = {"cp1252", "latin_1", "iso8859_15", "mac_roman", "utf_16", "utf_16_le", "utf_16_be", "iso8859_1", "windows_1252"}
+# UTF-16 is trusted only with a BOM: detectors "find" it in short single-byte files.
+_ACCEPTED_DETECTED = {"cp1252", "latin_1", "iso8859_15", "mac_roman", "iso8859_1", "windows_1252"}
 _MAGIC = {
     b"PK\x03\x04": ("E-INPUT-FORMAT", "this is a zip/Excel workbook, not CSV", "rename it to .xlsx, or export CSV"),
     b"\xd0\xcf\x11\xe0": ("E-INPUT-FORMAT", "this is a legacy .xls or password-protected Office file, not CSV", "save it as CSV or unprotected .xlsx"),
@@ -73,7 +74,7 @@ def detect_encoding(data: bytes, display: str, forced: str | None) -> tuple[str,
             guess = best.encoding
     except Exception:  # detection is advisory; cp1252 below is the documented fallback
         guess = None
-    for candidate in ([guess] if guess else []) + ["cp1252"]:
+    for candidate in ([guess] if guess else []) + ["cp1252", "latin-1"]:
         try:
             data.decode(candidate)
         except UnicodeDecodeError:

@@ -31,7 +31,7 @@ def _clean(value: str) -> str:
 
 
 def fast_valid(lowered: str) -> bool:
-    if not FAST_EMAIL.match(lowered):
+    if not FAST_EMAIL.match(lowered) or "--" in lowered.rpartition("@")[2]:  # IDNA reserves '--' in labels
         return False
     return lowered.rsplit(".", 1)[-1] not in _SPECIAL_TLDS
 

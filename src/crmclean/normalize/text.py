@@ -38,7 +38,12 @@ _ROMAN = re.compile(r"^(?=[ivxlcdm]+$)m{0,3}(cm|cd|d?c{0,3})(xc|xl|l?x{0,3})(ix|
 
 
 def _cap(word: str) -> str:
-    return word[:1].upper() + word[1:].lower() if word else word
+    if not word:
+        return word
+    first = word[:1].upper()
+    if len(first) != 1:  # 'ß'.upper() == 'SS': keep the letter rather than change the length
+        first = word[:1]
+    return first + word[1:].lower()
 
 
 def _case_part(part: str, mac_names: frozenset[str]) -> str:
