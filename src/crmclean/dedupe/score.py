@@ -20,6 +20,16 @@ PRIOR_M: dict[str, dict[int, float]] = {
     "address": {3: 0.60, 2: 0.10, 1: 0.10, 0: 0.20},
     "company": {3: 0.65, 2: 0.10, 0: 0.25},
 }
+# agreement rates among *non-matching* record pairs in typical CRM exports (the u prior)
+PRIOR_U: dict[str, dict[int, float]] = {
+    "first_name": {4: 0.01, 3: 0.002, 2: 0.002, 1: 0.001, 0: 0.985},
+    "last_name": {3: 0.005, 2: 0.002, 1: 0.002, 0: 0.991},
+    "email": {3: 1e-5, 2: 1e-4, 1: 1e-5, 0: 0.99988},
+    "phone": {3: 1e-5, 2: 1e-5, 1: 1e-5, 0: 0.99997},
+    "address": {3: 1e-4, 2: 1e-4, 1: 0.01, 0: 0.9898},
+    "company": {3: 0.01, 2: 0.002, 0: 0.988},
+}
+U_PRIOR_STRENGTH = 20_000.0  # pseudo-pairs: a 10-row export leans on the prior, a 10,000-row one on its data
 PRIOR_STRENGTH = 200.0  # pseudo-pairs behind the prior: small exports lean on it, large ones on the data
 U_SAMPLE = 200_000
 EM_ROUNDS = 12
@@ -49,20 +59,16 @@ def estimate_u(f: pd.DataFrame) -> dict[str, dict[int, float]]:
     n = len(f)
     u: dict[str, dict[int, float]] = {}
     if n < 2:
-        return {c: {lv: 1.0 / len(levels) for lv in levels if lv >= 0} for c, levels in LEVELS.items()}
+        return {c: dict(p) for c, p in PRIOR_U.items()}
     left, right = _sample_pairs(n, min(U_SAMPLE, n * (n - 1) // 2 * 2))
     cmp = compare(f, left, right)
-    for c, levels in LEVELS.items():
+    for c in LEVELS:
         lv = cmp.levels[c]
         lv = lv[lv >= 0]
         total = len(lv)
-        u[c] = {}
-        for level in levels:
-            if level < 0:
-                continue
-            count = int((lv == level).sum())
-            # add-half smoothing, floored: a level never seen among random pairs is rare, not impossible
-            u[c][level] = max((count + 0.5) / (total + 0.5 * len(levels)), 1e-6)
+        # posterior mean under a Dirichlet prior, floored: a level unseen among random pairs is rare, not impossible
+        u[c] = {level: max((int((lv == level).sum()) + U_PRIOR_STRENGTH * p) / (total + U_PRIOR_STRENGTH), 1e-6)
+                for level, p in PRIOR_U[c].items()}
     return u
 
 
@@ -105,7 +111,8 @@ def estimate_m(cmp: Comparison, u: dict[str, dict[int, float]], rounds: int = EM
         m[c][shared_level] = u[c][shared_level]  # neutral: weight 0
     n = len(cmp.email_personal)
     strong = names_ok & (cmp.email_personal | cmp.phone_personal)
-    lam = float(np.clip(strong.sum() / max(n, 1), 1e-4, 0.5))
+    # λ: share of candidate pairs the anchors call matches, with a prior of 10% over 50 pseudo-pairs
+    lam = float(np.clip((strong.sum() + 5.0) / (n + 50.0), 1e-4, 0.5))
     del rounds
     return m, lam
 
