@@ -181,7 +181,9 @@ def originals(loaded: Loaded, rows: np.ndarray) -> pd.DataFrame:
             parts.append(part)
         offset += n
     if not parts:
-        return pd.DataFrame(columns=["_row", *headers])
+        empty = pd.DataFrame({h: pd.Series([], dtype=object) for h in headers})
+        empty.insert(0, "_row", pd.Series([], dtype=np.int64))
+        return empty
     return pd.concat(parts, ignore_index=True).sort_values("_row", kind="mergesort").reset_index(drop=True)
 
 
@@ -382,8 +384,9 @@ def run(opts: RunOptions, progress: Callable[[str], None] | None = None) -> RunR
 
     def with_originals(sel_rows: np.ndarray, extra: dict[str, np.ndarray]) -> pd.DataFrame:
         orig = originals(loaded, np.sort(sel_rows))
-        out = pd.DataFrame({"record_id": ids[orig["_row"].to_numpy()], "source_file": frame[SOURCE_FILE].to_numpy(dtype=object)[orig["_row"].to_numpy()],
-                            "source_line": frame[SOURCE_LINE].astype(str).to_numpy(dtype=object)[orig["_row"].to_numpy()]})
+        at = orig["_row"].to_numpy(dtype=np.int64)
+        out = pd.DataFrame({"record_id": ids[at], "source_file": frame[SOURCE_FILE].to_numpy(dtype=object)[at],
+                            "source_line": frame[SOURCE_LINE].astype(str).to_numpy(dtype=object)[at]})
         order = np.argsort(sel_rows, kind="mergesort")
         for k, v in extra.items():
             out[k] = np.asarray(v, dtype=object)[order]

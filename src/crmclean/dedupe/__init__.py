@@ -89,7 +89,52 @@ def read_decisions(path: str | Path) -> pd.DataFrame:
     return df[df["decision"] != ""]
 
 
+MAX_PASSES = 3
+
+
 def dedupe(frame: pd.DataFrame, original: pd.DataFrame, pack: Pack, decisions: pd.DataFrame | None = None) -> DedupeResult:
+    """Deduplicate to a fixed point: after a pass merges, the golden records are compared again.
+
+    Resolving a chain-guard conflict can leave a survivor that now plainly matches a record held
+    back in the first pass; repeating until a pass merges nothing (at most ``MAX_PASSES``) makes
+    ``run`` on its own output merge nothing.
+    """
+    result = _dedupe_once(frame, original, pack, decisions)
+    for _ in range(MAX_PASSES - 1):
+        if not len(result.merge_map):
+            break
+        again = _dedupe_once(result.frame, original, pack, decisions)
+        if not len(again.merge_map):
+            break
+        result = _compose(frame, original, result, again)
+    return result
+
+
+def _compose(frame: pd.DataFrame, original: pd.DataFrame, first: DedupeResult, second: DedupeResult) -> DedupeResult:
+    """One result from two passes: pass-two losers are pass-one survivors."""
+    final = dict(zip(second.merge_map["loser_id"], second.merge_map["survivor_id"], strict=True))
+    mm1 = first.merge_map.copy()
+    mm1["survivor_id"] = mm1["survivor_id"].map(lambda s: final.get(s, s))
+    merge_map = pd.concat([mm1, second.merge_map], ignore_index=True)
+    ids = frame[RECORD_ID].astype(str).to_numpy(dtype=object)
+    survivor_of = dict(zip(merge_map["loser_id"], merge_map["survivor_id"], strict=True))
+    label = pd.Series([survivor_of.get(r, r) for r in ids])
+    min_id = pd.Series(ids).groupby(label).transform("min")
+    cids = np.array([cluster_id(x) for x in min_id.tolist()], dtype=object)
+    cid_of = dict(zip(ids, cids, strict=True))
+    merge_map["cluster_id"] = merge_map["loser_id"].map(cid_of)
+    merge_map = merge_map.sort_values(["survivor_id", "loser_id"], kind="mergesort").reset_index(drop=True)
+    loser_ids = set(merge_map["loser_id"])
+    orig_ids = original[RECORD_ID].astype(str)
+    losers = original[orig_ids.isin(loser_ids).to_numpy()].copy()
+    losers["survivor_id"] = losers[RECORD_ID].astype(str).map(survivor_of)
+    return DedupeResult(frame=second.frame, clusters=pd.DataFrame({"record_id": ids, "cluster_id": cids}), merge_map=merge_map,
+                        losers=losers, review=second.review, changes=concat([first.changes, second.changes], CHANGE_COLUMNS),
+                        candidate_pairs=first.candidate_pairs + second.candidate_pairs, rules=first.rules,
+                        auto_pairs=first.auto_pairs + second.auto_pairs, model=second.model)
+
+
+def _dedupe_once(frame: pd.DataFrame, original: pd.DataFrame, pack: Pack, decisions: pd.DataFrame | None = None) -> DedupeResult:
     settings = dedupe_settings(pack)
     n = len(frame)
     ids = frame[RECORD_ID].astype(str).to_numpy(dtype=object)
@@ -222,8 +267,9 @@ def dedupe(frame: pd.DataFrame, original: pd.DataFrame, pack: Pack, decisions: p
         "match_weight": [_fmt_weight(edge_prob.get(int(p), (1.0, np.inf, -1))[1]) for p in loser_pos],
         "evidence": [ev_of_edge.get(edge_prob.get(int(p), (0, 0, -1))[2], "decision=merge") for p in loser_pos],
     }) if len(loser_pos) else pd.DataFrame({c: pd.Series([], dtype=object) for c in MERGE_MAP_COLUMNS})
-    losers = original.reset_index(drop=True).iloc[loser_pos].copy()
-    losers["survivor_id"] = ids[loser_surv]
+    surv_of_loser = dict(zip(ids[loser_pos], ids[loser_surv], strict=True))
+    losers = original[original[RECORD_ID].astype(str).isin(surv_of_loser).to_numpy()].copy()
+    losers["survivor_id"] = losers[RECORD_ID].astype(str).map(surv_of_loser)
 
     # account merges: contacts pointing at a merged-away account now point at its survivor
     changes = [prov]

@@ -68,8 +68,13 @@ def compare(f: pd.DataFrame, left: np.ndarray, right: np.ndarray) -> Comparison:
     kl, kr = col("fn_known")
     first = first_level(fl, fr, kl.astype(bool), kr.astype(bool))
     last = last_level(ll, lr)
-    cross_first = first_level(fl, lr, kl.astype(bool), np.zeros(n, dtype=bool))
-    cross_last = last_level(ll, fr)
+    # either record may be the swapped one: B's last field holds a first name, or A's does
+    no = np.zeros(n, dtype=bool)
+    b_first, b_last = first_level(fl, lr, kl.astype(bool), no), last_level(ll, fr)
+    a_first, a_last = first_level(ll, fr, no, kr.astype(bool)), last_level(fl, lr)
+    use_b = (b_first >= 2) & (b_last >= 2)
+    cross_first = np.where(use_b, b_first, a_first)
+    cross_last = np.where(use_b, b_last, a_last)
     swapped = ~missing_fn & ~missing_ln & (fl != ll) & (cross_first >= 2) & (cross_last >= 2) & ((first < 2) | (last < 1))
     first = np.where(swapped, cross_first, first).astype(np.int8)
     last = np.where(swapped, cross_last, last).astype(np.int8)
@@ -216,7 +221,10 @@ def names_conflict(fa: str, la: str, ka: bool, fb: str, lb: str, kb: bool) -> bo
     straight = first_level_one(fa, fb, ka, kb)
     if straight >= 1:
         return False
-    if la and lb and first_level_one(fa, lb, ka, False) >= 2 and last_level_one(la, fb) >= 2:
+    if la and lb and (
+        (first_level_one(fa, lb, ka, False) >= 2 and last_level_one(la, fb) >= 2)  # B is swapped
+        or (first_level_one(la, fb, False, kb) >= 2 and last_level_one(fa, lb) >= 2)  # A is swapped
+    ):
         return False
     if ka and kb:
         return True
