@@ -176,7 +176,7 @@ def originals(loaded: Loaded, rows: np.ndarray) -> pd.DataFrame:
         n = len(inp.table.frame)
         sel = rows[(rows >= offset) & (rows < offset + n)] - offset
         if len(sel):
-            part = inp.table.frame.iloc[sel].reindex(columns=headers).fillna("")
+            part = inp.table.frame.iloc[sel].reindex(columns=headers).astype(object).fillna("")
             part.insert(0, "_row", sel + offset)
             parts.append(part)
         offset += n

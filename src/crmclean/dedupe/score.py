@@ -60,7 +60,7 @@ def estimate_u(f: pd.DataFrame) -> dict[str, dict[int, float]]:
     u: dict[str, dict[int, float]] = {}
     if n < 2:
         return {c: dict(p) for c, p in PRIOR_U.items()}
-    left, right = _sample_pairs(n, min(U_SAMPLE, n * (n - 1) // 2 * 2))
+    left, right = _sample_pairs(n, min(U_SAMPLE, 50 * n))
     cmp = compare(f, left, right)
     for c in LEVELS:
         lv = cmp.levels[c]

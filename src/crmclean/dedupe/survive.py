@@ -87,7 +87,7 @@ def golden_records(ranked: pd.DataFrame, rules: dict[str, str]) -> tuple[pd.Data
             value = filled.dropna().groupby(ranked["_label"][filled.notna()], sort=False).agg(lambda s: " | ".join(dict.fromkeys(s)))
         else:  # validated by the pack schema; unreachable
             continue
-        new = survivors["_label"].map(value).fillna("").astype(str)
+        new = survivors["_label"].map(value).astype(object).fillna("").astype(str)
         new.index = survivors.index
         old = survivors[field].astype(str)
         diff = new != old

@@ -1,0 +1,189 @@
+"""End to end: golden outputs per target, conservation, determinism, idempotence, unmerge."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+import io
+import json
+import os
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import ROOT, SAMPLES
+
+from crmclean.export.publish import Staging, verify
+from crmclean.pipeline import RunOptions, run
+from crmclean.unmerge import unmerge
+
+AS_OF = dt.date(2026, 11, 1)
+GOLDEN = ROOT / "tests" / "golden"
+UPDATE = os.environ.get("CRMCLEAN_UPDATE_GOLDEN") == "1"
+ALL_SAMPLES = sorted(p.name for p in SAMPLES.iterdir() if p.suffix in (".csv", ".xlsx"))
+
+
+def _run(names: list[str], target: str = "generic", **kw) -> object:
+    return run(RunOptions(inputs=[SAMPLES / n for n in names], outdir=None, target=target, as_of=AS_OF, **kw))
+
+
+def _csv(data: bytes) -> pd.DataFrame:
+    return pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False)
+
+
+@pytest.mark.parametrize(("sample", "target"), [("salesforce_contacts.csv", "salesforce"), ("hubspot_contacts.csv", "hubspot"),
+                                                 ("dynamics_contacts.csv", "dynamics"), ("zoho_leads.csv", "zoho"),
+                                                 ("pipedrive_persons.csv", "pipedrive"), ("generic_contacts.xlsx", "generic")])
+def test_golden_outputs_per_target(sample, target):
+    result = _run([sample], target)
+    golden = GOLDEN / f"{Path(sample).stem}.{target}.clean.csv"
+    states = GOLDEN / f"{Path(sample).stem}.{target}.states.json"
+    if UPDATE:
+        GOLDEN.mkdir(exist_ok=True)
+        golden.write_bytes(result.files["clean.csv"])
+        states.write_text(json.dumps(result.summary["states"], indent=1) + "\n")
+    assert result.files["clean.csv"] == golden.read_bytes(), "clean.csv differs from the golden file (CRMCLEAN_UPDATE_GOLDEN=1 to accept)"
+    assert result.summary["states"] == json.loads(states.read_text())
+
+
+def test_salesforce_output_matches_the_data_loader_template():
+    # Data Loader Guide, "Supported Data Types" / "Date Formats": API names as headers,
+    # yyyy-MM-dd dates, yyyy-MM-ddTHH:mm:ss.SSSZ datetimes, true/false booleans.
+    clean = _csv(_run(["salesforce_contacts.csv"], "salesforce").files["clean.csv"])
+    assert {"FirstName", "LastName", "Email", "Phone", "MailingStreet", "MailingPostalCode", "HasOptedOutOfEmail", "DoNotCall"} <= set(clean.columns)
+    assert clean["Last_Activity_Date__c"].str.fullmatch(r"(\d{4}-\d{2}-\d{2})?").all()
+    assert set(clean["HasOptedOutOfEmail"]) <= {"true", "false", ""} and set(clean["DoNotCall"]) <= {"true", "false", ""}
+    assert (clean["LastName"] != "").all()
+    phones = clean["Phone"][clean["Phone"] != ""]
+    assert phones.str.match(r"^\+\d+").mean() > 0.95
+
+
+def test_hubspot_output_matches_the_import_template():
+    # HubSpot "Set up your import file": property labels as headers, owner by email,
+    # lifecycle stage internal values; Email is the contacts' unique key.
+    clean = _csv(_run(["hubspot_contacts.csv"], "hubspot").files["clean.csv"])
+    assert {"First Name", "Last Name", "Email", "Phone Number", "Lifecycle Stage", "Lead Status", "Contact owner"} <= set(clean.columns)
+    allowed = {"NEW", "OPEN", "IN_PROGRESS", "OPEN_DEAL", "UNQUALIFIED", "ATTEMPTED_TO_CONTACT", "CONNECTED", "BAD_TIMING", ""}
+    assert set(clean["Lead Status"]) <= allowed
+
+
+def test_dynamics_output_matches_the_dataverse_columns():
+    # Dataverse contact table: logical names; two-option booleans as 1/0; statecode 0 active / 1 inactive.
+    clean = _csv(_run(["dynamics_contacts.csv"], "dynamics").files["clean.csv"])
+    assert {"firstname", "lastname", "emailaddress1", "telephone1", "address1_postalcode", "donotemail", "donotphone", "statecode"} <= set(clean.columns)
+    assert set(clean["donotemail"]) <= {"1", "0", ""} and set(clean["statecode"]) <= {"0", "1"}
+
+
+@pytest.mark.parametrize("sample", ALL_SAMPLES)
+def test_conservation_and_ledger_invariants(sample):
+    result = _run([sample])
+    ledger = _csv(result.files["ledger.csv"])
+    s = result.summary
+    assert len(ledger) == s["rows_read"] == sum(s["states"].values())
+    assert ledger["record_id"].is_unique
+    exported = set(ledger.loc[ledger["state"].isin(["exported", "deactivated"]), "record_id"])
+    merged = ledger[ledger["state"] == "merged"]
+    assert merged["survivor_id"].isin(exported | set(ledger.loc[ledger["state"] == "archived", "record_id"])).all()
+    clean = _csv(result.files["clean.csv"])
+    assert len(clean) == len(exported)
+    archive = _csv(result.files["archive.csv"])
+    assert set(archive["record_id"]) == set(ledger.loc[ledger["state"] == "archived", "record_id"])
+    assert (archive["reason"] != "").all()
+    clusters = _csv(result.files["clusters.csv"])
+    assert set(clusters["record_id"]) == set(ledger.loc[ledger["state"] != "rejected", "record_id"])
+
+
+def test_contacts_and_accounts_in_one_run_propagate_and_conserve():
+    result = _run(["salesforce_contacts.csv", "salesforce_accounts.csv"], "salesforce")
+    assert {"clean.csv", "clean_account.csv"} <= set(result.files)
+    per_file = {i["file"]: i for i in result.summary["inputs"]}
+    for info in per_file.values():
+        assert info["rows_read"] == sum(info[k] for k in ("exported", "merged", "archived", "deactivated", "deleted", "rejected"))
+    assert result.summary["lifecycle_reasons"].get("OUT_OF_BUSINESS", 0) > 0
+
+
+def test_same_inputs_give_byte_identical_outputs():
+    a = _run(["hubspot_contacts.csv", "pipedrive_persons.csv"], "salesforce")
+    b = _run(["hubspot_contacts.csv", "pipedrive_persons.csv"], "salesforce")
+    assert a.files == b.files
+
+
+@pytest.mark.parametrize("sample", ["hubspot_contacts.csv", "salesforce_contacts.csv", "zoho_leads.csv"])
+def test_running_on_its_own_output_changes_nothing(sample, tmp_path):
+    first = _run([sample], "generic")
+    again_in = tmp_path / "clean.csv"
+    again_in.write_bytes(first.files["clean.csv"])
+    second = run(RunOptions(inputs=[again_in], outdir=None, target="generic", as_of=AS_OF))
+    assert second.summary["changes"] == 0
+    assert second.summary["states"]["merged"] == 0
+
+
+def test_unmerge_restores_the_original_records_byte_for_byte(tmp_path):
+    sample = SAMPLES / "hubspot_contacts.csv"
+    result = _run([sample.name], "salesforce")
+    out = tmp_path / "out"
+    staging = Staging(out)
+    for name, data in result.files.items():
+        staging.write_bytes(name, data)
+    staging.publish({})
+    verify(out)
+    written = unmerge(out, tmp_path / "restored")
+    restored = list(csv.reader(io.StringIO((tmp_path / "restored" / "unmerged-hubspot_contacts.csv").read_text("utf-8"), newline="")))
+    original = list(csv.reader(io.StringIO(sample.read_text("utf-8"), newline="")))
+    header, rows = original[0], original[1:]
+    merged = _csv(result.files["merged.csv"])
+    lines = sorted(int(x) for x in merged["source_line"])
+    assert restored[0] == header
+    assert restored[1:] == [rows[line - 2] for line in lines]  # line 2 is the first data row
+    assert sum(written.values()) == len(merged)
+
+
+def test_formula_like_cells_are_neutralized_and_recorded(write):
+    path = write("f.csv", "First Name,Last Name,Email,Notes,Phone\n=cmd|'/C calc'!A0,Smith,a@x.com,@SUM(1+1),+14155552671\nAnn,-Lee,b@x.com,ok,-5\n")
+    result = run(RunOptions(inputs=[path], outdir=None, as_of=AS_OF))
+    clean = _csv(result.files["clean.csv"])
+    assert clean["first_name"].tolist()[0] == "'=cmd|'/C calc'!A0"
+    assert clean["notes"].tolist()[0] == "'@SUM(1+1)"
+    assert clean["phone"].tolist()[0] == "+14155552671"  # plain data is not touched
+    assert clean["last_name"].tolist()[1] == "'-Lee"
+    changes = _csv(result.files["changes.csv"])
+    assert (changes["reason"] == "FORMULA_NEUTRALIZED").sum() == 3
+    assert result.summary["formula_cells"] == 3
+    assert not result.gates_passed  # the default pack gates on formula cells
+
+
+def test_rejects_are_in_the_ledger_and_rejects_csv(write):
+    path = write("r.csv", "First Name,Last Name,Email\nAnn,Lee,a@x.com\nBob,Ray\nCy,Dee,c@x.com,extra\n")
+    result = run(RunOptions(inputs=[path], outdir=None, as_of=AS_OF))
+    rej = _csv(result.files["rejects.csv"])
+    assert rej[["source_line", "code"]].values.tolist() == [["3", "E-CSV-SHORT"], ["4", "E-CSV-RAGGED"]]
+    assert result.summary["states"]["rejected"] == 2 and result.summary["rows_read"] == 3
+
+
+def test_report_is_self_contained_and_masked():
+    result = _run(["hubspot_contacts.csv"], "hubspot")
+    html = result.files["report.html"].decode()
+    assert "<script" not in html.lower() and not re.search(r"(src|href)=\"https?://", html)
+    assert "<svg" in html
+    clean = _csv(result.files["clean.csv"])
+    leaked = [e for e in clean["Email"] if e and e in html]
+    assert not leaked
+
+
+def test_real_exports_run_end_to_end():
+    from conftest import REAL
+
+    if not REAL.is_dir():
+        pytest.skip("shared/real-exports not beside the checkout")
+    for path in sorted(REAL.glob("*.csv")):
+        result = run(RunOptions(inputs=[path], outdir=None, as_of=AS_OF))
+        assert result.summary["rows_read"] == sum(result.summary["states"].values())
+
+
+def test_hash_of_every_input_is_recorded_and_inputs_are_untouched():
+    path = SAMPLES / "zoho_leads.csv"
+    before = hashlib.sha256(path.read_bytes()).hexdigest()
+    result = _run([path.name])
+    assert result.summary["inputs"][0]["sha256"] == before == hashlib.sha256(path.read_bytes()).hexdigest()
