@@ -9,12 +9,11 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
-from conftest import SAMPLES
 from typer.testing import CliRunner
 
+from conftest import SAMPLES
 from crmclean.cli import app
 from crmclean.export.publish import output_lock, verify
 

@@ -8,14 +8,20 @@ import networkx as nx
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import canonical
 
 from crmclean.dedupe import dedupe, read_decisions
 from crmclean.dedupe.cluster import cluster_id, components, resolve
-from crmclean.dedupe.compare import compare, first_level, first_level_one, last_level, last_level_one
+from crmclean.dedupe.compare import (
+    compare,
+    first_level,
+    first_level_one,
+    last_level,
+    last_level_one,
+)
 from crmclean.dedupe.features import build_features
 from crmclean.dedupe.nicknames import known_names, related
 from crmclean.rules.packs import load_pack
+from helpers import canonical
 
 PACK = load_pack("default")
 

@@ -5,11 +5,17 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from helpers import canonical
 
 from crmclean.errors import UsageError
-from crmclean.lifecycle import LifecycleContext, compile_signals, find_signals, lifecycle, load_suppression
+from crmclean.lifecycle import (
+    LifecycleContext,
+    compile_signals,
+    find_signals,
+    lifecycle,
+    load_suppression,
+)
 from crmclean.rules.packs import load_pack
+from helpers import canonical
 
 PACK = load_pack("default")
 SIGNALS = compile_signals(PACK)
@@ -147,7 +153,6 @@ def test_suppression_lists(write):
 def test_signal_accuracy_on_labelled_notes():
     """Precision and recall per signal on the generator's labelled notes (the benchmark in small)."""
     import pandas as pd
-
     from bench.evaluate import signal_accuracy
     from bench.synth import generate
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from conftest import REAL, SAMPLES
 
+from conftest import REAL, SAMPLES
 from crmclean.errors import UsageError
 from crmclean.io import load_table
 from crmclean.io.mapping import header_key, map_headers, to_canonical

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import ROOT, SAMPLES
 
+from conftest import ROOT, SAMPLES
 from crmclean.export.publish import Staging, verify
 from crmclean.pipeline import RunOptions, run
 from crmclean.unmerge import unmerge

@@ -48,6 +48,7 @@ class DedupeResult:
     rules: list[RuleEstimate] = field(default_factory=list)
     auto_pairs: int = 0
     model: Model | None = None
+    features: pd.DataFrame | None = None
 
 
 def dedupe_settings(pack: Pack) -> dict[str, object]:
@@ -103,7 +104,9 @@ def dedupe(frame: pd.DataFrame, original: pd.DataFrame, pack: Pack, decisions: p
     for _ in range(MAX_PASSES - 1):
         if not len(result.merge_map):
             break
-        again = _dedupe_once(result.frame, original, pack, decisions)
+        # later passes reuse the fitted model and look only at pairs that touch a golden record
+        touched = frozenset(result.merge_map["survivor_id"])
+        again = _dedupe_once(result.frame, original, pack, decisions, model=result.model, focus=touched, previous=result.features)
         if not len(again.merge_map):
             break
         result = _compose(frame, original, result, again)
@@ -131,33 +134,60 @@ def _compose(frame: pd.DataFrame, original: pd.DataFrame, first: DedupeResult, s
     return DedupeResult(frame=second.frame, clusters=pd.DataFrame({"record_id": ids, "cluster_id": cids}), merge_map=merge_map,
                         losers=losers, review=second.review, changes=concat([first.changes, second.changes], CHANGE_COLUMNS),
                         candidate_pairs=first.candidate_pairs + second.candidate_pairs, rules=first.rules,
-                        auto_pairs=first.auto_pairs + second.auto_pairs, model=second.model)
+                        auto_pairs=first.auto_pairs + second.auto_pairs, model=second.model, features=second.features)
 
 
-def _dedupe_once(frame: pd.DataFrame, original: pd.DataFrame, pack: Pack, decisions: pd.DataFrame | None = None) -> DedupeResult:
+def _features(frame: pd.DataFrame, roles: frozenset[str], previous: pd.DataFrame | None, focus: frozenset[str] | None) -> pd.DataFrame:
+    """Features for ``frame``; with a previous pass, only the golden records are rebuilt."""
+    frame = frame.reset_index(drop=True)
+    if previous is None or focus is None:
+        return build_features(frame, roles)
+    ids = frame[RECORD_ID].astype(str)
+    hot = ids.isin(focus).to_numpy()
+    prev = previous.set_index(previous["_rid"]) if "_rid" in previous else None
+    if prev is None:
+        return build_features(frame, roles)
+    fresh = build_features(frame[hot].reset_index(drop=True), roles, shared=previous.attrs.get("shared"))
+    fresh["_rid"] = ids[hot].to_numpy()
+    kept = prev.loc[ids[~hot].to_numpy()].reset_index(drop=True)
+    out = pd.concat([kept, fresh], ignore_index=True).set_index("_rid", drop=False).loc[ids.to_numpy()].reset_index(drop=True)
+    out.attrs["shared"] = previous.attrs.get("shared")
+    return out
+
+
+def _dedupe_once(frame: pd.DataFrame, original: pd.DataFrame, pack: Pack, decisions: pd.DataFrame | None = None,
+                 model: Model | None = None, focus: frozenset[str] | None = None, previous: pd.DataFrame | None = None) -> DedupeResult:
     settings = dedupe_settings(pack)
     n = len(frame)
     ids = frame[RECORD_ID].astype(str).to_numpy(dtype=object)
     roles = frozenset(pack.get("normalize", "email", "role_locals", default=[]))
-    feats = build_features(frame.reset_index(drop=True), roles)
+    feats = _features(frame, roles, previous, focus)
+    if "_rid" not in feats:
+        feats["_rid"] = ids
     rules = list(settings["blocking"])  # type: ignore[call-overload]
     max_block = int(settings["max_block_size"])  # type: ignore[call-overload]
-    estimates = estimate(feats, rules, max_block)
-    planned = sum(e.pairs for e in estimates)
-    if planned > int(settings["max_pairs"]) and settings["budget_action"] == "refuse":  # type: ignore[call-overload]
-        raise UsageError("E-DEDUPE-BUDGET", f"blocking would compare {planned:,} candidate pairs, over the budget of {int(settings['max_pairs']):,}",  # type: ignore[call-overload]
-                         hint="tighten the blocking rules or lower dedupe.max_block_size in the pack (see 'crmclean run --plan')")
-    blocks = candidate_pairs(feats, rules, max_block)
+    max_pairs = int(settings["max_pairs"])  # type: ignore[call-overload]
+
+    def budget(planned: int) -> None:
+        if planned > max_pairs and settings["budget_action"] == "refuse":
+            raise UsageError("E-DEDUPE-BUDGET", f"blocking would compare {planned:,} candidate pairs, over the budget of {max_pairs:,}",
+                             hint="tighten the blocking rules or lower dedupe.max_block_size in the pack (see 'crmclean run --plan')")
+
+    hot = pd.Series(ids, dtype=object).isin(focus).to_numpy() if focus is not None else None
+    blocks = candidate_pairs(feats, rules, max_block, budget if focus is None else None, hot)
     left, right = blocks.left, blocks.right
     # only records of one object type are compared (a lead and a contact are not merged here)
     obj = feats["object"].to_numpy(dtype=object)
-    same_obj = obj[left] == obj[right]
-    left, right = left[same_obj], right[same_obj]
+    keep_pair = obj[left] == obj[right]
+    if hot is not None:
+        keep_pair &= hot[left] | hot[right]
+    left, right = left[keep_pair], right[keep_pair]
 
-    u = estimate_u(feats)
     cmp = compare(feats, left, right)
-    m, lam = estimate_m(cmp, u)
-    model = Model(m=m, u=u, prior_match=min(max(lam, 1e-6), 0.5))
+    if model is None:
+        u = estimate_u(feats)
+        m, lam = estimate_m(cmp, u)
+        model = Model(m=m, u=u, prior_match=min(max(lam, 1e-6), 0.5))
     prob, weight = match_probability(feats, left, right, cmp, model)
     ok, why = guard(cmp)
     is_account = obj[left] == "account"
@@ -303,7 +333,7 @@ def _dedupe_once(frame: pd.DataFrame, original: pd.DataFrame, pack: Pack, decisi
         review_df = review_df.sort_values(["left_id", "right_id"], kind="mergesort").reset_index(drop=True)
     return DedupeResult(frame=out, clusters=clusters, merge_map=merge_map, losers=losers, review=review_df,
                         changes=concat(changes, CHANGE_COLUMNS), candidate_pairs=len(left), rules=blocks.rules,
-                        auto_pairs=int(auto.sum()), model=model)
+                        auto_pairs=int(auto.sum()), model=model, features=feats)
 
 
 def _fmt_weight(w: float) -> str:

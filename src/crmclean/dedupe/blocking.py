@@ -8,6 +8,7 @@ pairs for that rule — its records still meet through the other rules — and i
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,14 +56,29 @@ def estimate(features: pd.DataFrame, rules: list[dict[str, Any]], max_block: int
     return out
 
 
-def candidate_pairs(features: pd.DataFrame, rules: list[dict[str, Any]], max_block: int) -> BlockingResult:
+def candidate_pairs(features: pd.DataFrame, rules: list[dict[str, Any]], max_block: int,
+                    budget: Callable[[int], None] | None = None, focus: np.ndarray | None = None) -> BlockingResult:
+    """Union of every rule's pairs. ``budget(planned_pairs)`` is called before any pair is made;
+    with ``focus`` (a mask of records) only blocks holding a focus record yield pairs."""
     lefts: list[np.ndarray] = []
     rights: list[np.ndarray] = []
     estimates = []
-    for rule in rules:
-        positions, keys = blocking_keys(features, list(rule["on"]))
+    keyed = [(rule, *blocking_keys(features, list(rule["on"]))) for rule in rules]
+    if budget is not None:
+        planned = 0
+        for _rule, _positions, keys in keyed:
+            sizes = pd.Series(keys).value_counts().to_numpy() if len(keys) else np.zeros(0, dtype=np.int64)
+            ok = sizes[sizes <= max_block]
+            planned += int((ok * (ok - 1) // 2).sum())
+        budget(planned)
+    for rule, positions, keys in keyed:
         pos, codes = _groups(positions, keys)
         sizes = np.bincount(codes) if len(codes) else np.zeros(0, dtype=np.int64)
+        if focus is not None and len(codes):
+            hot_blocks = np.zeros(len(sizes), dtype=bool)
+            hot_blocks[codes[focus[pos]]] = True
+            sel = hot_blocks[codes]
+            pos, codes = pos[sel], codes[sel]
         too_big = sizes > max_block
         keep = ~too_big[codes] if len(codes) else np.zeros(0, dtype=bool)
         pos, codes = pos[keep], codes[keep]

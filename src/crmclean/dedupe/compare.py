@@ -8,6 +8,7 @@ vectorised, both cores), never a Python loop per pair.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -49,11 +50,38 @@ def _jw(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.asarray(process.cpdist(list(a), list(b), scorer=JaroWinkler.normalized_similarity, processor=None, workers=-1))
 
 
+def _pairwise_unique(a: np.ndarray, b: np.ndarray, fn: Any, dtype: Any) -> np.ndarray:
+    """Apply a scalar ``fn(x, y)`` once per distinct (x, y) pair, vectorised back to all pairs."""
+    if len(a) == 0:
+        return np.zeros(0, dtype=dtype)
+    ca, ua = pd.factorize(a, use_na_sentinel=False)
+    cb, ub = pd.factorize(b, use_na_sentinel=False)
+    key = ca.astype(np.int64) * (len(ub) + 1) + cb
+    uniq, inverse = np.unique(key, return_inverse=True)
+    values = np.fromiter((fn(ua[k // (len(ub) + 1)], ub[k % (len(ub) + 1)]) for k in uniq.tolist()), dtype=dtype, count=len(uniq))
+    return values[inverse]
+
+
 def _related(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return np.fromiter((related(x, y) for x, y in zip(a, b, strict=True)), dtype=np.int8, count=len(a))
+    return _pairwise_unique(a, b, related, np.int8)
 
 
-def compare(f: pd.DataFrame, left: np.ndarray, right: np.ndarray) -> Comparison:
+def _per_value(a: np.ndarray, fn: Any, dtype: Any) -> np.ndarray:
+    """``fn`` once per distinct value of ``a`` (names repeat a lot across pairs)."""
+    codes, uniques = pd.factorize(a, use_na_sentinel=False)
+    values = np.array([fn(u) for u in uniques], dtype=dtype)
+    return values[codes] if len(codes) else np.zeros(0, dtype=dtype)
+
+
+def _lengths(a: np.ndarray) -> np.ndarray:
+    return _per_value(a, len, np.int64)
+
+
+def _initials(a: np.ndarray) -> np.ndarray:
+    return _per_value(a, lambda s: s[:1], object)
+
+
+def compare(f: pd.DataFrame, left: np.ndarray, right: np.ndarray, crossed: bool = True) -> Comparison:
     def col(name: str) -> tuple[np.ndarray, np.ndarray]:
         v = f[name].to_numpy(dtype=object)
         return v[left], v[right]
@@ -69,18 +97,27 @@ def compare(f: pd.DataFrame, left: np.ndarray, right: np.ndarray) -> Comparison:
     first = first_level(fl, fr, kl.astype(bool), kr.astype(bool))
     last = last_level(ll, lr)
     # either record may be the swapped one: B's last field holds a first name, or A's does
-    no = np.zeros(n, dtype=bool)
-    b_first, b_last = first_level(fl, lr, kl.astype(bool), no), last_level(ll, fr)
-    a_first, a_last = first_level(ll, fr, no, kr.astype(bool)), last_level(fl, lr)
-    use_b = (b_first >= 2) & (b_last >= 2)
-    cross_first = np.where(use_b, b_first, a_first)
-    cross_last = np.where(use_b, b_last, a_last)
-    swapped = ~missing_fn & ~missing_ln & (fl != ll) & (cross_first >= 2) & (cross_last >= 2) & ((first < 2) | (last < 1))
+    # (computed only where the straight comparison fails)
+    swapped = np.zeros(n, dtype=bool)
+    cross_first = np.zeros(n, dtype=np.int8)
+    cross_last = np.zeros(n, dtype=np.int8)
+    cand = np.flatnonzero(~missing_fn & ~missing_ln & (fl != ll) & ((first < 2) | (last < 1))) if crossed else np.zeros(0, dtype=np.int64)
+    if len(cand):
+        no = np.zeros(len(cand), dtype=bool)
+        b_first, b_last = first_level(fl[cand], lr[cand], kl[cand].astype(bool), no), last_level(ll[cand], fr[cand])
+        a_first, a_last = first_level(ll[cand], fr[cand], no, kr[cand].astype(bool)), last_level(fl[cand], lr[cand])
+        use_b = (b_first >= 2) & (b_last >= 2)
+        cross_first[cand] = np.where(use_b, b_first, a_first)
+        cross_last[cand] = np.where(use_b, b_last, a_last)
+        swapped[cand] = (cross_first[cand] >= 2) & (cross_last[cand] >= 2)
     first = np.where(swapped, cross_first, first).astype(np.int8)
     last = np.where(swapped, cross_last, last).astype(np.int8)
     rel = _related(fl, fr)
-    known_typo = (first == 0) & kl.astype(bool) & kr.astype(bool) & (first_level(fl, fr, np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)) == 2)
-    initial_unknown = (first == 0) & ~(kl.astype(bool) & kr.astype(bool)) & (np.array([x[:1] for x in fl], dtype=object) == np.array([x[:1] for x in fr], dtype=object))
+    known_typo = np.zeros(n, dtype=bool)
+    kk = np.flatnonzero((first == 0) & kl.astype(bool) & kr.astype(bool))
+    if len(kk):
+        known_typo[kk] = first_level(fl[kk], fr[kk], np.zeros(len(kk), dtype=bool), np.zeros(len(kk), dtype=bool)) == 2
+    initial_unknown = (first == 0) & ~(kl.astype(bool) & kr.astype(bool)) & (_initials(fl) == _initials(fr))
     first[missing_fn] = -1
     last[missing_ln] = -1
     initial_unknown &= ~missing_fn
@@ -110,7 +147,7 @@ def compare(f: pd.DataFrame, left: np.ndarray, right: np.ndarray) -> Comparison:
         eq = both & (a == b)
         shared = eq & (sa.astype(bool) | sb.astype(bool))
         personal |= eq & ~shared
-        tail = both & ~eq & (np.array([x[-7:] for x in a]) == np.array([x[-7:] for x in b]))
+        tail = both & ~eq & (_per_value(a, lambda s: s[-7:], object) == _per_value(b, lambda s: s[-7:], object))
         best = np.maximum(best, np.where(eq & ~shared, 3, np.where(tail, 2, np.where(shared, 1, 0))).astype(np.int8))
     phone = best
     phone[~(any_l & any_r)] = -1
@@ -164,12 +201,11 @@ def first_level(a: np.ndarray, b: np.ndarray, known_a: np.ndarray, known_b: np.n
     rel = _related(a, b)
     jw = _jw(a, b)
     osa = np.asarray(process.cpdist(list(a), list(b), scorer=OSA.distance, processor=None, workers=-1))
-    la = np.fromiter((len(x) for x in a), dtype=np.int64, count=n)
-    lb = np.fromiter((len(x) for x in b), dtype=np.int64, count=n)
+    la, lb = _lengths(a), _lengths(b)
     short = np.minimum(la, lb)
     typo = ((jw >= 0.92) & (short >= 4)) | ((osa <= 1) & (short >= 4)) | ((osa <= 2) & (short >= 8))
     typo &= ~(known_a & known_b)
-    initial = ((la == 1) | (lb == 1)) & (np.array([x[:1] for x in a], dtype=object) == np.array([x[:1] for x in b], dtype=object))
+    initial = ((la == 1) | (lb == 1)) & (_initials(a) == _initials(b))
     return np.where(a == b, 4, np.where(rel > 0, 3, np.where(typo, 2, np.where(initial, 1, 0)))).astype(np.int8)
 
 
@@ -179,7 +215,7 @@ def last_level(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.zeros(0, dtype=np.int8)
     jw = _jw(a, b)
     osa = np.asarray(process.cpdist(list(a), list(b), scorer=OSA.distance, processor=None, workers=-1))
-    short = np.minimum(np.fromiter((len(x) for x in a), dtype=np.int64, count=len(a)), np.fromiter((len(x) for x in b), dtype=np.int64, count=len(b)))
+    short = np.minimum(_lengths(a), _lengths(b))
     return np.where(a == b, 3, np.where((jw >= 0.92) | ((osa <= 1) & (short >= 4)), 2, np.where(jw >= 0.85, 1, 0))).astype(np.int8)
 
 

@@ -43,8 +43,13 @@ def _street_key(value: str) -> str:
     return f"{digits} {' '.join(tokens[:2])}".strip() if digits and tokens else ""
 
 
-def build_features(frame: pd.DataFrame, role_locals: frozenset[str] = frozenset()) -> pd.DataFrame:
-    """One row per record: folded names, phonetic keys, contact keys, shared-contact flags."""
+def build_features(frame: pd.DataFrame, role_locals: frozenset[str] = frozenset(),
+                   shared: dict[str, frozenset[str]] | None = None) -> pd.DataFrame:
+    """One row per record: folded names, phonetic keys, contact keys, shared-contact flags.
+
+    ``shared`` (from an earlier pass) replaces the shared-line detection, so a few rebuilt rows
+    can be spliced into features computed for the whole export.
+    """
     fn = _umap(frame["first_name"], _fold)
     ln = _umap(frame["last_name"], _fold)
     f = pd.DataFrame(index=frame.index)
@@ -72,35 +77,45 @@ def build_features(frame: pd.DataFrame, role_locals: frozenset[str] = frozenset(
     f["object"] = frame["_object"].astype(str)
     f["full_sorted"] = np.where((f["fn"] != "") & (f["ln"] != ""),
                                 _umap(pd.Series(f["fn_first"] + " " + f["ln"]), lambda s: " ".join(sorted(s.split()))), "")
-    _mark_shared(f)
+    f.attrs["shared"] = shared if shared is not None else shared_values(f)
+    _apply_shared(f, f.attrs["shared"])
     return f
 
 
-def _mark_shared(f: pd.DataFrame, min_people: int = 3) -> None:
-    """An email or phone used by several *different* people is a shared line, not personal evidence.
+def shared_values(f: pd.DataFrame, min_people: int = 3) -> dict[str, frozenset[str]]:
+    """Emails and phones used by several *different* people: shared lines, not personal evidence.
 
-    People are counted by name, tolerantly: one person's typo, nickname or swapped-name
-    records count once, so a personal mailbox is not mistaken for a shared one.
+    People are counted by name, tolerantly: one person's typo, nickname or swapped-name records
+    count once, so a personal mailbox is not mistaken for a shared one.
     """
     from crmclean.dedupe.compare import names_conflict
 
+    out: dict[str, frozenset[str]] = {}
     for col in ("email", "phone", "mobile"):
         vals = f[col]
-        has = vals != ""
+        has = (vals != "") & (f["fn_first"] != "")
         sub = pd.DataFrame({"v": vals[has], "fn": f.loc[has, "fn_first"], "ln": f.loc[has, "ln"], "k": f.loc[has, "fn_known"]})
-        sub = sub[sub["fn"] != ""].drop_duplicates(["v", "fn", "ln"])
-        sizes = sub.groupby("v").size()
+        sub = sub.drop_duplicates(["v", "fn", "ln"])
+        sizes = sub["v"].value_counts()
+        crowded = sub[sub["v"].isin(set(sizes[sizes >= min_people].index))].sort_values(["v", "fn", "ln"], kind="mergesort")
         shared = set()
-        crowded = sub[sub["v"].isin(set(sizes[sizes >= min_people].index))]
-        for value, grp in crowded.groupby("v", sort=True):
-            people: list[tuple[str, str, bool]] = []
-            for fn, ln, known in grp[["fn", "ln", "k"]].itertuples(index=False):
-                if all(names_conflict(fn, ln, bool(known), p[0], p[1], p[2]) for p in people):
-                    people.append((fn, ln, bool(known)))
-                    if len(people) >= min_people:
-                        shared.add(value)
-                        break
-        f[f"{col}_shared"] = vals.isin(shared) & has
+        if len(crowded):
+            grouped = crowded.groupby("v", sort=True).agg(list)
+            for value, fns, lns, ks in zip(grouped.index, grouped["fn"], grouped["ln"], grouped["k"], strict=True):
+                people: list[tuple[str, str, bool]] = []
+                for fn, ln, known in zip(fns, lns, ks, strict=True):
+                    if all(names_conflict(fn, ln, bool(known), p[0], p[1], p[2]) for p in people):
+                        people.append((fn, ln, bool(known)))
+                        if len(people) >= min_people:
+                            shared.add(value)
+                            break
+        out[col] = frozenset(shared)
+    return out
+
+
+def _apply_shared(f: pd.DataFrame, shared: dict[str, frozenset[str]]) -> None:
+    for col in ("email", "phone", "mobile"):
+        f[f"{col}_shared"] = f[col].isin(shared[col]) & (f[col] != "")
     f["email_shared"] = f["email_shared"] | f["email_role"]
 
 

@@ -61,7 +61,7 @@ def estimate_u(f: pd.DataFrame) -> dict[str, dict[int, float]]:
     if n < 2:
         return {c: dict(p) for c, p in PRIOR_U.items()}
     left, right = _sample_pairs(n, min(U_SAMPLE, 50 * n))
-    cmp = compare(f, left, right)
+    cmp = compare(f, left, right, crossed=False)  # random pairs: swapped names are vanishingly rare
     for c in LEVELS:
         lv = cmp.levels[c]
         lv = lv[lv >= 0]

@@ -1,0 +1,151 @@
+"""The benchmark: generate labelled exports, run each stage and the whole pipeline, report.
+
+    python3 bench/run.py --sizes 10000,100000            # contacts (records ≈ 1.45 × contacts)
+    python3 bench/run.py --sizes 1000000 --stages normalize,dedupe
+
+Prints a table and writes bench/results/<date>-<size>.json: rows/s, wall time and peak memory
+per stage, candidate pairs, accuracy against the generator's truth, and the floor (pandas
+reading and writing the same file). Each size runs in a fresh process so peak memory is its own.
+Never part of the test run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "src"))
+DATA = ROOT / "bench" / "data"
+RESULTS = ROOT / "bench" / "results"
+AS_OF = dt.date(2026, 11, 1)
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def make_data(size: int, seed: int) -> tuple[Path, Path]:
+    from bench.synth import generate, write_csv, write_truth
+
+    DATA.mkdir(parents=True, exist_ok=True)
+    csv_path = DATA / f"contacts-{size}-{seed}.csv"
+    truth = DATA / f"contacts-{size}-{seed}.truth.csv"
+    if not csv_path.exists():
+        data = generate(size, seed=seed)
+        write_csv(data, "hubspot", str(csv_path))
+        write_truth(data, str(truth))
+    return csv_path, truth
+
+
+def one(size: int, seed: int, stages: list[str], engine: str) -> dict[str, object]:
+    """Run in this process (called in a child per size)."""
+    import pandas as pd
+
+    from bench.evaluate import dedupe_accuracy, normalize_accuracy, signal_accuracy
+    from crmclean.dedupe import dedupe
+    from crmclean.lifecycle import LifecycleContext, lifecycle
+    from crmclean.normalize import NormalizeContext, normalize
+    from crmclean.pipeline import RunOptions, load_inputs, run
+    from crmclean.rules.packs import load_pack
+
+    csv_path, truth_path = make_data(size, seed)
+    truth = pd.read_csv(truth_path, dtype=str, keep_default_na=False)
+    out: dict[str, object] = {"contacts": size, "seed": seed, "engine": engine, "file_mb": round(csv_path.stat().st_size / 1e6, 1)}
+    pack = load_pack("default")
+
+    t = time.perf_counter()
+    floor = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+    floor.to_csv(DATA / "floor.tmp.csv", index=False)
+    out["floor_pandas_read_write_s"] = round(time.perf_counter() - t, 2)
+    records = len(floor)
+    out["records"] = records
+    del floor
+
+    if "stages" in stages or "normalize" in stages or "dedupe" in stages:
+        t = time.perf_counter()
+        loaded = load_inputs([csv_path])
+        out["load_s"] = round(time.perf_counter() - t, 2)
+        t = time.perf_counter()
+        norm = normalize(loaded.frame, pack, NormalizeContext(loaded.sources))
+        sec = time.perf_counter() - t
+        out["normalize_s"] = round(sec, 2)
+        out["normalize_rows_per_s"] = int(records / sec)
+        out["normalize_accuracy"] = normalize_accuracy(norm.frame, truth)
+        if "dedupe" in stages:
+            t = time.perf_counter()
+            dd = dedupe(norm.frame, loaded.frame, pack)
+            sec = time.perf_counter() - t
+            out["dedupe_s"] = round(sec, 2)
+            out["candidate_pairs"] = dd.candidate_pairs
+            out["pairs_per_record"] = round(dd.candidate_pairs / records, 2)
+            out["review_pairs"] = len(dd.review)
+            out["dedupe_accuracy"] = dedupe_accuracy(dd.clusters, truth)
+            t = time.perf_counter()
+            lc = lifecycle(dd.frame, pack, LifecycleContext(as_of=AS_OF))
+            out["lifecycle_s"] = round(time.perf_counter() - t, 2)
+            pred = lc.frame.set_index("record_id")["_signals"]
+            out["signal_accuracy"] = signal_accuracy(pred, truth[truth["record_id"].isin(pred.index)])
+        out["peak_mb_stages"] = round(peak_mb())
+    if "run" in stages:
+        t = time.perf_counter()
+        result = run(RunOptions(inputs=[csv_path], outdir=None, as_of=AS_OF, target="salesforce"))
+        total = time.perf_counter() - t
+        outdir = DATA / f"out-{size}"
+        import shutil
+
+        from crmclean.export.publish import Staging
+
+        t2 = time.perf_counter()
+        shutil.rmtree(outdir, ignore_errors=True)
+        st = Staging(outdir)
+        for name, data in result.files.items():
+            st.write_bytes(name, data)
+        st.publish({})
+        total += time.perf_counter() - t2
+        out["run_s"] = round(total, 2)
+        out["run_timings"] = result.timings
+        out["run_rows_per_s"] = int(records / total)
+        out["run_vs_floor"] = round(total / out["floor_pandas_read_write_s"], 1)  # type: ignore[operator]
+        out["peak_mb"] = round(peak_mb())
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default="10000,100000")
+    ap.add_argument("--stages", default="dedupe,run", help="comma list of: normalize, dedupe, run")
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--engine", default="local")
+    ap.add_argument("--child", type=int, default=0, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    stages = args.stages.split(",")
+    if args.child:
+        print(json.dumps(one(args.child, args.seed, stages, args.engine)))
+        return
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for size in [int(s) for s in args.sizes.split(",")]:
+        make_data(size, args.seed)  # data generation is not timed
+        proc = subprocess.run([sys.executable, __file__, "--child", str(size), "--stages", args.stages, "--seed", str(args.seed), "--engine", args.engine],
+                              capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"})
+        if proc.returncode != 0:
+            print(proc.stderr[-3000:], file=sys.stderr)
+            raise SystemExit(proc.returncode)
+        res = json.loads(proc.stdout.strip().splitlines()[-1])
+        rows.append(res)
+        stamp = dt.date.today().isoformat()
+        (RESULTS / f"{stamp}-{size}-{args.engine}.json").write_text(json.dumps(res, indent=2) + "\n")
+        print(json.dumps(res, indent=2))
+
+
+if __name__ == "__main__":
+    main()
