@@ -248,7 +248,7 @@ def run(opts: RunOptions, progress: Callable[[str], None] | None = None) -> RunR
     as_of = opts.as_of or dt.datetime.now(dt.UTC).date()
     say("load")
     loaded = load_inputs(opts.inputs, opts.load, opts.source)
-    objects = sorted(set(loaded.frame["_object"])) if len(loaded.frame) else ["contact"]
+    objects = list(dict.fromkeys(i.mapping.object_type for i in loaded.inputs)) or ["contact"]
     target_name = opts.target or pack.get("defaults", "target", default="generic-contact")
     targets = targets_for(target_name, objects)
     target = targets[objects[0]] if objects else load_pack(target_name, expect="target")
@@ -452,7 +452,7 @@ def run(opts: RunOptions, progress: Callable[[str], None] | None = None) -> RunR
         "status": "ok",
         "versions": _versions(),
         "pack": {"name": pack.name, "sha256": pack.sha256},
-        "target": {"name": target.name, "sha256": target.sha256, "per_object": {o: t.name for o, t in targets.items()}},
+        "target": {"name": target_name if target_name in FAMILIES else target.name, "sha256": target.sha256, "per_object": {o: t.name for o, t in targets.items()}},
         "inputs": [{"file": i.table.display, "sha256": i.table.sha256, "encoding": i.table.encoding, "delimiter": i.table.delimiter, "sheet": i.table.sheet,
                     "source": i.mapping.pack.name, "object": i.mapping.object_type, "headers": i.table.headers, "headers_mapped": i.mapping.mapped_headers,
                     "warnings": [w.line() for w in i.table.warnings], **per_file[i.table.display]} for i in loaded.inputs],

@@ -149,8 +149,8 @@ def _features(frame: pd.DataFrame, roles: frozenset[str], previous: pd.DataFrame
         return build_features(frame, roles)
     fresh = build_features(frame[hot].reset_index(drop=True), roles, shared=previous.attrs.get("shared"))
     fresh["_rid"] = ids[hot].to_numpy()
-    kept = prev.loc[ids[~hot].to_numpy()].reset_index(drop=True)
-    out = pd.concat([kept, fresh], ignore_index=True).set_index("_rid", drop=False).loc[ids.to_numpy()].reset_index(drop=True)
+    kept = prev.loc[list(ids[~hot])].reset_index(drop=True)
+    out = pd.concat([kept, fresh], ignore_index=True).set_index("_rid", drop=False).loc[list(ids)].reset_index(drop=True)
     out.attrs["shared"] = previous.attrs.get("shared")
     return out
 

@@ -45,7 +45,7 @@ def _e(x: Any) -> str:
 def bar_chart(items: list[tuple[str, float]], *, width: int = 640, color: str = "#3b6fd4", fmt: str = "{:,.0f}") -> str:
     if not items:
         return '<p class="note">nothing to show</p>'
-    row, label_w = 22, 210
+    row, label_w = 22, 270
     top = max(v for _, v in items) or 1
     h = row * len(items) + 8
     parts = [f'<svg role="img" width="{width}" height="{h}" viewBox="0 0 {width} {h}" xmlns="http://www.w3.org/2000/svg">']
@@ -63,7 +63,7 @@ def paired_chart(items: list[tuple[str, float, float]], width: int = 640) -> str
         return '<p class="note">nothing to show</p>'
     row, label_w = 26, 150
     h = row * len(items) + 28
-    span = width - label_w - 60
+    span = width - label_w - 110
     parts = [f'<svg role="img" width="{width}" height="{h}" viewBox="0 0 {width} {h}" xmlns="http://www.w3.org/2000/svg">',
              f'<rect x="{label_w}" y="2" width="10" height="10" fill="#b8c2d6"/><text x="{label_w + 14}" y="11">before</text>'
              f'<rect x="{label_w + 80}" y="2" width="10" height="10" fill="#3b6fd4"/><text x="{label_w + 94}" y="11">after</text>']
@@ -129,8 +129,17 @@ def render_report(summary: dict[str, Any], changes: pd.DataFrame, dedupe: Any, w
     out.append("<h3>Cluster sizes</h3>" + bar_chart(sizes, color="#2a9d8f"))
     if dedupe is not None and len(dedupe.merge_map):
         ex = dedupe.merge_map.head(8)
-        out.append("<h3>Example merges (masked)</h3>" + _table(["merged record", "into", "score", "evidence"],
-                   [[mask(str(r.loser_id)), mask(str(r.survivor_id)), r.score, r.evidence] for r in ex.itertuples()]))
+        names = working.set_index("record_id")[["first_name", "last_name"]] if len(working) else None
+        losers = dedupe.losers.set_index("record_id") if len(dedupe.losers) else None
+
+        def who(rid: str, table: Any) -> str:
+            if table is None or rid not in table.index:
+                return ""
+            row = table.loc[rid]
+            return mask(f"{row.get('first_name', '')} {row.get('last_name', '')}".strip())
+
+        out.append("<h3>Example merges (names masked)</h3>" + _table(["merged record", "name", "into", "name", "score", "evidence"],
+                   [[r.loser_id, who(str(r.loser_id), losers), r.survivor_id, who(str(r.survivor_id), names), r.score, str(r.evidence).replace(";", "; ")] for r in ex.itertuples()]))
 
     out.append("<h2>Changes</h2>")
     out.append(bar_chart(sorted(((k, float(v)) for k, v in s["changes_by_rule"].items()), key=lambda x: -x[1])[:20], color="#577590"))
