@@ -9,7 +9,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from crmclean.normalize.address import Pub28, normalize_postal, normalize_state, normalize_us_street
+from crmclean.normalize.address import (
+    Pub28,
+    fast_us_street,
+    normalize_postal,
+    normalize_state,
+    normalize_us_street,
+)
 from crmclean.normalize.booleans import normalize_bool
 from crmclean.normalize.company import company_display, company_key
 from crmclean.normalize.country import CountryTable
@@ -285,6 +291,23 @@ def test_phone_fast_path_equals_reference_on_every_accepted_value():
         for v, o, t in zip(values[:3000], out[:3000], types[:3000], strict=True):
             ref = normalize_phone(v, region)
             assert (o, t) == (ref[0], ref[1]), v
+
+
+def test_street_fast_path_equals_reference_on_every_accepted_value():
+    from bench.synth import generate
+
+    rng = random.Random(2)
+    corpus = [r.values["street"] for r in generate(3000, seed=21).records]
+    corpus += [f"{rng.randint(1, 9999)} {rng.choice(['N', 'South', 'e', '', 'W.'])} {rng.choice(['Park', 'Oak Hill', '3rd', 'Main', 'Court', 'Spring Valley', '12th', 'Elm'])} "
+               f"{rng.choice(['St', 'Ave', 'Court', 'Road', 'Way', 'Blvd.', 'Pkwy', 'Lane', 'STREET'])} {rng.choice(['', 'NW', 'Apt 5', 'Suite 200', '#12', 'Unit B', 'apartment 3'])}".strip()
+               for _ in range(6000)]
+    accepted = 0
+    for value in corpus:
+        fast = fast_us_street(value, PUB)
+        if fast is not None:
+            accepted += 1
+            assert fast == normalize_us_street(value, PUB), value
+    assert accepted > 3000
 
 
 def test_email_fast_path_equals_reference_on_every_accepted_value():

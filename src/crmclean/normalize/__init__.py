@@ -9,6 +9,7 @@ reason code). Nothing is deleted: an invalid value is kept and flagged.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache, partial
@@ -32,6 +33,7 @@ from crmclean.model import (
 )
 from crmclean.normalize.address import (
     Pub28,
+    fast_us_street,
     normalize_city,
     normalize_foreign_street,
     normalize_postal,
@@ -150,6 +152,48 @@ def _json_values(value: str) -> list[str] | None:
     return out
 
 
+PARALLEL_MIN = 4000  # unique slow-path streets before a second process pays for itself
+
+
+def _street_worker(args: tuple[list[str], Pub28, str]) -> list[Any]:
+    values, pub, style = args
+    return [normalize_us_street(v, pub, style) for v in values]
+
+
+def _streets(keys: pd.Series, pub: Pub28, style: str) -> np.ndarray:
+    """Street normalization per unique value: the regex fast path first, the CRF tagger for the
+    rest — on both cores when there are many (the work is pure, so results are identical)."""
+    codes, uniques = pd.factorize(keys, use_na_sentinel=False)
+    results: list[Any] = [None] * len(uniques)
+    slow: list[int] = []
+    for i, k in enumerate(uniques):
+        if k[0] == "U":
+            fast = fast_us_street(k[2:], pub, style)
+            if fast is None:
+                slow.append(i)
+            else:
+                results[i] = fast
+        else:
+            results[i] = (normalize_foreign_street(k[2:]), (), None)
+    values = [uniques[i][2:] for i in slow]
+    workers = min(os.cpu_count() or 1, 2)
+    if len(values) >= PARALLEL_MIN and workers > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        half = (len(values) + 1) // 2
+        chunks = [values[:half], values[half:]]
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            done = [r for part in pool.map(_street_worker, [(c, pub, style) for c in chunks]) for r in part]
+    else:
+        done = [normalize_us_street(v, pub, style) for v in values]
+    for i, r in zip(slow, done, strict=True):
+        results[i] = r
+    table = np.empty(len(results), dtype=object)
+    for i, r in enumerate(results):
+        table[i] = r
+    return table[codes] if len(codes) else np.empty(0, dtype=object)
+
+
 def _date_one(value: str, order: str, info: SourceInfo) -> tuple[str, str | None]:
     return normalize_date(value, order, info.timezone, info.excel, info.date1904)
 
@@ -256,7 +300,7 @@ def normalize(frame: pd.DataFrame, pack: Pack, ctx: NormalizeContext) -> StageRe
         style = opts.get("address", {}).get("style", "title")
         s1 = f["street_1"].to_numpy(dtype=object)
         key = pd.Series(np.where(us_row, "U\x1f", "F\x1f"), index=f.index, dtype=str) + f["street_1"].astype(str)
-        res = _map(key, lambda k: normalize_us_street(k[2:], pub, style) if k[0] == "U" else (normalize_foreign_street(k[2:]), (), None))
+        res = _streets(key, pub, style)
         new_s1 = np.array([r[0] for r in res], dtype=object) if n else np.empty(0, dtype=object)
         rec.set("street_1", np.where(s1 == "", s1, new_s1), "address.pub28")
         flags = [r[2] for r in res]

@@ -92,6 +92,50 @@ def _format_us(tags: dict[str, str], pub: Pub28, style: str, fix: bool) -> str:
     return " ".join(p for p in parts if p)
 
 
+def _repair_tags(tags: dict[str, str], pub: Pub28) -> dict[str, str]:
+    """Known slips of the CRF tagger on street-only input, corrected by the Pub 28 tables.
+
+    * a trailing unit ("... Street Apartment 4A") read as city and state;
+    * a street type left inside the name ("E 3rd Road" → name "3rd Road", no type).
+    """
+    place, state = tags.get("PlaceName", ""), tags.get("StateName", "")
+    if place and place.strip(",. ").upper() in pub.units and "OccupancyType" not in tags and "ZipCode" not in tags:
+        ident = state or tags.get("OccupancyIdentifier", "")
+        rebuilt: dict[str, str] = {}
+        for k, v in tags.items():
+            if k == "PlaceName":
+                rebuilt["OccupancyType"] = v
+                if ident:
+                    rebuilt["OccupancyIdentifier"] = ident
+            elif k not in ("StateName", "OccupancyIdentifier"):
+                rebuilt[k] = v
+        tags = rebuilt
+    if "StreetName" not in tags and "StreetNamePreType" in tags:  # "E 3rd Road" read as a pre-type
+        tags = {("StreetName" if k == "StreetNamePreType" else k): v for k, v in tags.items()}
+    ident = tags.get("OccupancyIdentifier", "")
+    first_word = ident.split(" ", 1)[0].rstrip(".").upper() if ident else ""
+    if "OccupancyType" not in tags and " " in ident and first_word in pub.units and first_word != "#":
+        rebuilt = {}
+        for k, v in tags.items():
+            if k == "OccupancyIdentifier":
+                unit, _, rest = v.partition(" ")
+                rebuilt["OccupancyType"] = unit
+                rebuilt["OccupancyIdentifier"] = rest.strip()
+            else:
+                rebuilt[k] = v
+        tags = rebuilt
+    name = tags.get("StreetName", "")
+    words = name.split()
+    if "StreetNamePostType" not in tags and len(words) > 1 and words[-1].rstrip(".").upper() in pub.suffixes:
+        rebuilt = {}
+        for k, v in tags.items():
+            rebuilt[k] = " ".join(words[:-1]) if k == "StreetName" else v
+            if k == "StreetName":
+                rebuilt["StreetNamePostType"] = words[-1]
+        tags = rebuilt
+    return tags
+
+
 def _parse_us_street(text: str, pub: Pub28, style: str) -> tuple[str, dict[str, str], str | None]:
     try:
         tagged, kind = usaddress.tag(text)
@@ -101,6 +145,7 @@ def _parse_us_street(text: str, pub: Pub28, style: str) -> tuple[str, dict[str, 
         return text, {}, "ADDRESS_UNPARSED"
     if kind != "Street Address" and kind != "PO Box":
         return text, {}, "ADDRESS_AMBIGUOUS" if kind == "Ambiguous" else "ADDRESS_UNPARSED"
+    tagged = _repair_tags(dict(tagged), pub)
     labels = set(tagged)
     if labels & _REVIEW_LABELS or "AddressNumber" not in labels and kind == "Street Address":
         return text, {}, "ADDRESS_UNPARSED"
@@ -131,6 +176,58 @@ def normalize_us_street(street: str, pub: Pub28, style: str = "title") -> tuple[
     if reason2 or again != out:
         return text, (), "ADDRESS_UNSTABLE"
     return out, tuple(sorted(place.items())), None
+
+
+# --- fast path: "NUMBER [DIR] NAME [NAME] SUFFIX [DIR] [UNIT ID | # ID]" ---------------------------
+
+_DIR_WORDS = ("N", "S", "E", "W", "NE", "NW", "SE", "SW", "NORTH", "SOUTH", "EAST", "WEST")
+
+
+@lru_cache(maxsize=8)
+def _fast_pattern(pub: Pub28) -> re.Pattern[str]:
+    units = sorted((u for u in pub.units if u != "#"), key=len, reverse=True)
+    dirs = "|".join(sorted(_DIR_WORDS, key=len, reverse=True))
+    name = r"(?:\d{1,3}(?:ST|ND|RD|TH)|[A-Z][A-Z']{1,20})"
+    # the suffix is any word here; fast_us_street checks it against the Pub 28 table
+    return re.compile(
+        rf"^(?P<num>\d{{1,6}})\s+(?:(?P<pre>{dirs})\.?\s+)?(?P<name>{name}(?:\s+{name})??)\s+(?P<suf>[A-Z]{{1,12}})\.?"
+        rf"(?:\s+(?P<post>{dirs})\.?)?(?:\s+(?P<unit>{'|'.join(map(re.escape, units))})\.?\s+(?P<uid>[A-Z0-9]{{1,6}})|\s+#\s?(?P<hid>[A-Z0-9]{{1,6}}))?$",
+        re.IGNORECASE,
+    )
+
+
+def fast_us_street(street: str, pub: Pub28, style: str = "title") -> tuple[str, tuple[tuple[str, str], ...], None] | None:
+    """The common street shapes without the CRF tagger; None when the reference path must decide.
+
+    Accepted only when every name word is plainly a name (not itself a suffix, unit or
+    direction word, which the tagger may read differently); the tests prove the result equals
+    :func:`normalize_us_street` on every value this accepts.
+    """
+    text = tidy(street)
+    m = _fast_pattern(pub).match(text)
+    if not m:
+        return None
+    if m.group("suf").upper() not in pub.suffixes:
+        return None
+    words = m.group("name").upper().split()
+    if any(w in pub.units or w in _DIR_WORDS for w in words) or (len(words) > 1 and words[0] in pub.suffixes):
+        return None
+    if m.group("pre") and any(w in pub.suffixes for w in words):  # "E Court Rd": the tagger may read "Court" as the type
+        return None
+    tags: dict[str, str] = {"AddressNumber": m.group("num")}
+    if m.group("pre"):
+        tags["StreetNamePreDirectional"] = m.group("pre")
+    tags["StreetName"] = m.group("name")
+    tags["StreetNamePostType"] = m.group("suf")
+    if m.group("post"):
+        tags["StreetNamePostDirectional"] = m.group("post")
+    if m.group("unit"):
+        tags["OccupancyType"] = m.group("unit")
+        tags["OccupancyIdentifier"] = m.group("uid")
+    elif m.group("hid"):
+        tags["OccupancyIdentifier"] = "#" + m.group("hid")
+    out = _format_us(tags, pub, style, letters_cased(text) in ("upper", "lower"))
+    return out, (), None
 
 
 def _test_pub() -> Pub28:
