@@ -13,7 +13,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 import typer
 
 from crmclean import __version__, render
-from crmclean.errors import CrmcleanError, ExitCode, RulePackError
+from crmclean.errors import CrmcleanError, ExitCode, InvariantError, RulePackError
 
 T = TypeVar("T")
 
@@ -274,6 +274,13 @@ def _pipeline(
                     write_xlsx(staging.path / "clean.xlsx", pd.read_csv(io.BytesIO(result.files["clean.csv"]), dtype=str, keep_default_na=False))
                     staging.add_file("clean.xlsx")
                 staging.publish({"run_id": result.summary["run_id"], "as_of": result.summary["as_of"], "tool": result.summary["versions"]["crmclean"]})
+            except OSError as exc:
+                staging.discard()
+                import errno as _errno
+
+                name = _errno.errorcode.get(exc.errno or 0, "IO")
+                raise InvariantError(f"E-IO-{name}", f"could not write the outputs ({exc.strerror or name})", location=str(output),
+                                     hint="free disk space or fix the permissions; nothing was published and the previous outputs are intact") from None
             except BaseException:
                 staging.discard()
                 raise
@@ -456,8 +463,18 @@ def rules_check(paths: Annotated[list[Path], typer.Argument(help="Rule pack file
         raise typer.Exit(int(ExitCode.USAGE))
 
 
+def _check_environment() -> None:
+    """XML in workbooks is parsed with entity expansion off: defusedxml is required, not optional."""
+    try:
+        import defusedxml.ElementTree  # noqa: F401
+    except ImportError:
+        sys.stderr.write("E-ENV-DEFUSEDXML: the defusedxml package is missing; reinstall crmclean (pip install crmclean)\n")
+        sys.exit(int(ExitCode.USAGE))
+
+
 def main() -> None:
     """Console entry point."""
+    _check_environment()
     try:
         app()
     except KeyboardInterrupt:

@@ -347,7 +347,7 @@ def _load_uncached(path_str: str, expect: str | None, chain: tuple[str, ...]) ->
     if not isinstance(raw, dict):
         raise RulePackError([Problem("E-RULE-TYPE", f"{display}:1:1", "a rule pack is a YAML mapping", "start with 'kind: rules'")])
     kind = raw.get("kind")
-    if kind not in SCHEMAS:
+    if not isinstance(kind, str) or kind not in SCHEMAS:
         pos = raw.key_marks.get("kind", (1, 1)) if isinstance(raw, MarkedDict) else (1, 1)
         raise RulePackError([Problem("E-RULE-KIND", f"{display}:{pos[0]}:{pos[1]}", f"'kind' must be one of {', '.join(KINDS)}", "add e.g. 'kind: rules'")])
     problems = validate(raw, SCHEMAS[kind], display)

@@ -33,11 +33,36 @@ def _has_unbounded_repeat(items: Any) -> bool:
     return False
 
 
+def _literal(items: Any) -> str | None:
+    out = []
+    for op, arg in items:
+        if op != sre_parse.LITERAL:
+            return None
+        out.append(chr(arg))
+    return "".join(out)
+
+
+def _overlapping_branches(items: Any) -> bool:
+    """(a|aa)+ : alternatives where one can match a prefix of another, under repetition."""
+    for op, arg in items:
+        if op == sre_parse.SUBPATTERN:
+            if _overlapping_branches(arg[-1]):
+                return True
+        elif op == sre_parse.BRANCH:
+            literals = [_literal(b) for b in arg[1]]
+            known = [x for x in literals if x is not None]
+            if any(a != b and b.startswith(a) for a in known for b in known) or len(known) != len(set(known)):
+                return True
+    return False
+
+
 def _nested_repeat(items: Any) -> bool:
     for op, arg in items:
         if op in _REPEATS:
             _lo, hi, sub = arg
             if (hi == _UNBOUNDED or hi > 1) and _has_unbounded_repeat(sub):
+                return True
+            if hi == _UNBOUNDED and _overlapping_branches(sub):
                 return True
             if _nested_repeat(sub):
                 return True

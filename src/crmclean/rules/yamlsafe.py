@@ -104,7 +104,10 @@ def load_yaml_text(text: str, path: str) -> Any:
         raise RulePackError(
             [Problem("E-RULE-SIZE", path, "rule pack is larger than 2 MiB", "split it with 'extends:'")]
         )
-    loader = _Loader(text, path)
+    try:
+        loader = _Loader(text, path)
+    except yaml.YAMLError as exc:  # the reader refuses control characters before parsing starts
+        raise RulePackError([Problem("E-YAML-SYNTAX", path, str(getattr(exc, "reason", "") or type(exc).__name__), "remove control characters from the pack")]) from None
     try:
         data = loader.get_single_data()
     except RulePackError:
