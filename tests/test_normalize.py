@@ -323,3 +323,18 @@ def test_email_fast_path_equals_reference_on_every_accepted_value():
     for v in accepted:
         assert slow_valid(v) == v, v
     assert FAST_EMAIL.match("a@b.co")
+
+
+def test_place_inside_the_street_never_drops_words():
+    from helpers import canonical
+
+    f = canonical([
+        {"street_1": "123 Main St, Springfield, IL 62704"},  # blank fields: the parts move out
+        {"street_1": "123 Main St, Springfield, IL 62704", "city": "Chicago"},  # conflict: kept as written
+        {"street_1": "74 Washington Street Apartment 7A", "city": "Springfield", "state": "IL"},  # a unit, not a city
+    ])
+    assert f[["street_1", "city", "state", "postal_code"]].values.tolist() == [
+        ["123 Main St", "Springfield", "IL", "62704"],
+        ["123 Main St, Springfield, IL 62704", "Chicago", "", ""],
+        ["74 Washington St Apt 7A", "Springfield", "IL", ""],
+    ]

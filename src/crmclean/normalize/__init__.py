@@ -194,6 +194,22 @@ def _streets(keys: pd.Series, pub: Pub28, style: str) -> np.ndarray:
     return table[codes] if len(codes) else np.empty(0, dtype=object)
 
 
+def _per_source(rec: _Recorder, ctx: NormalizeContext, file_of: np.ndarray, fields: tuple[str, ...],
+                make: Callable[[SourceInfo, pd.Series], Callable[[str], Any]], rule: str) -> None:
+    """Normalize ``fields`` file by file, with a normalizer made from each source's settings."""
+    for c in fields:
+        values = rec.frame[c].to_numpy(dtype=object).copy()
+        reasons = np.full(len(values), None, dtype=object)
+        for src in pd.unique(file_of):
+            in_file = file_of == src
+            column = pd.Series(values[in_file])
+            out = _map(column, make(ctx.sources.get(src, SourceInfo()), column))
+            values[in_file] = [r[0] for r in out]
+            reasons[in_file] = [r[1] for r in out]
+        rec.set(c, values, rule)
+        rec.flag(c, reasons)
+
+
 def _date_one(value: str, order: str, info: SourceInfo) -> tuple[str, str | None]:
     return normalize_date(value, order, info.timezone, info.excel, info.date1904)
 
@@ -302,12 +318,23 @@ def normalize(frame: pd.DataFrame, pack: Pack, ctx: NormalizeContext) -> StageRe
         key = pd.Series(np.where(us_row, "U\x1f", "F\x1f"), index=f.index, dtype=str) + f["street_1"].astype(str)
         res = _streets(key, pub, style)
         new_s1 = np.array([r[0] for r in res], dtype=object) if n else np.empty(0, dtype=object)
-        rec.set("street_1", np.where(s1 == "", s1, new_s1), "address.pub28")
         flags = [r[2] for r in res]
+        # city / state / ZIP found inside the street may only leave it to fill a blank field or where
+        # the field already says the same; otherwise the street is kept as written (nothing dropped)
+        targets = {"PlaceName": "city", "StateName": "state", "ZipCode": "postal_code"}
+        for i in np.flatnonzero(np.fromiter((bool(r[1]) for r in res), dtype=bool, count=n)).tolist():
+            for label, value in res[i][1]:
+                field = targets.get(label)
+                current = str(f[field].iat[i]) if field else "x"
+                if field is None or (current and current.casefold().strip(" .,") != value.casefold().strip(" .,")):
+                    new_s1[i] = tidy(str(s1[i]).replace("\n", ", "))
+                    flags[i] = "ADDRESS_PLACE_CONFLICT"
+                    break
+        rec.set("street_1", np.where(s1 == "", s1, new_s1), "address.pub28")
         rec.flag("street_1", [fl if v else None for fl, v in zip(flags, s1, strict=True)])
         # city / state / ZIP written inside the street move out when their own fields are blank
-        for label, target in (("PlaceName", "city"), ("StateName", "state"), ("ZipCode", "postal_code")):
-            found = np.array([dict(r[1]).get(label, "") for r in res], dtype=object) if n else np.empty(0, dtype=object)
+        for label, target in targets.items():
+            found = np.array(["" if flags[i] == "ADDRESS_PLACE_CONFLICT" else dict(r[1]).get(label, "") for i, r in enumerate(res)], dtype=object) if n else np.empty(0, dtype=object)
             cur = f[target].to_numpy(dtype=object)
             rec.set(target, np.where((cur == "") & (found != ""), found, cur), "address.split")
         rec.set("street_2", _map(f["street_2"], lambda v: normalize_us_street(v, pub, style)[0] if v and any(ch.isdigit() for ch in v) else normalize_foreign_street(v)), "address.pub28")
@@ -323,39 +350,22 @@ def normalize(frame: pd.DataFrame, pack: Pack, ctx: NormalizeContext) -> StageRe
         rec.set("postal_code", [r[0] for r in res], "address.postal")
         rec.flag("postal_code", [r[1] for r in res])
 
-    # 9. dates, in each source file's day/month order
+    # 9. dates, in each source file's day/month order; 10. booleans, with each source's vocabulary
     file_of = f[SOURCE_FILE].to_numpy(dtype=object)
-    if on("dates"):
-        for c in DATE_FIELDS:
-            dates_new = f[c].to_numpy(dtype=object).copy()
-            date_reasons = np.full(n, None, dtype=object)
-            for src in pd.unique(file_of):
-                info = ctx.sources.get(src, SourceInfo())
-                in_file = file_of == src
-                column = pd.Series(dates_new[in_file])
-                order = info.date_order
-                if order == "auto":
-                    order = column_order(pd.unique(column.to_numpy(dtype=object))) or "none"
-                parse = partial(_date_one, order=order, info=info)
-                parsed = _map(column, parse)
-                dates_new[in_file] = [r[0] for r in parsed]
-                date_reasons[in_file] = [r[1] for r in parsed]
-            rec.set(c, dates_new, "date.iso8601")
-            rec.flag(c, date_reasons)
 
-    # 10. booleans, with each source's vocabulary
+    def date_parser(info: SourceInfo, column: pd.Series) -> Callable[[str], Any]:
+        order = info.date_order
+        if order == "auto":  # decided once per column from the data, never per cell
+            order = column_order(pd.unique(column.to_numpy(dtype=object))) or "none"
+        return partial(_date_one, order=order, info=info)
+
+    def bool_parser(info: SourceInfo, column: pd.Series) -> Callable[[str], Any]:
+        return partial(normalize_bool, true_words=info.true_words, false_words=info.false_words)
+
+    if on("dates"):
+        _per_source(rec, ctx, file_of, DATE_FIELDS, date_parser, "date.iso8601")
     if on("booleans"):
-        for c in BOOL_FIELDS:
-            bools_new = f[c].to_numpy(dtype=object).copy()
-            bool_reasons = np.full(n, None, dtype=object)
-            for src in pd.unique(file_of):
-                info = ctx.sources.get(src, SourceInfo())
-                in_file = file_of == src
-                mapped = _map(pd.Series(bools_new[in_file]), partial(normalize_bool, true_words=info.true_words, false_words=info.false_words))
-                bools_new[in_file] = [r[0] for r in mapped]
-                bool_reasons[in_file] = [r[1] for r in mapped]
-            rec.set(c, bools_new, "bool.vocabulary")
-            rec.flag(c, bool_reasons)
+        _per_source(rec, ctx, file_of, BOOL_FIELDS, bool_parser, "bool.vocabulary")
 
     changes = []
     ids = f[RECORD_ID]

@@ -301,21 +301,14 @@ def normalize_state(value: str, country: str, pub: Pub28) -> tuple[str, str | No
     if not text:
         return value, None
     key = text.upper().replace(".", "").strip() if len(text.replace(".", "")) <= 3 else text.upper()
-    if country in ("US", ""):
-        if key in pub.state_codes:
+    for code_country, names in (("US", pub.us_states), ("CA", pub.ca_provinces)):
+        if country not in (code_country, ""):
+            continue
+        if key in set(names.values()):
             return key, None
-        code = pub.us_states.get(text.upper())
+        code = names.get(text.upper())
         if code:
             return code, None
-        if country == "US":
-            return text, "STATE_INVALID"
-    if country in ("CA", ""):
-        codes = set(pub.ca_provinces.values())
-        if key in codes:
-            return key, None
-        code = pub.ca_provinces.get(text.upper())
-        if code:
-            return code, None
-        if country == "CA":
+        if country == code_country:
             return text, "STATE_INVALID"
     return normalize_city(text), None
