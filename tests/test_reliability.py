@@ -351,3 +351,42 @@ def test_symlinked_output_directory_is_refused(tmp_path):
     sample = Path(__file__).resolve().parent.parent / "samples" / "zoho_leads.csv"
     r = CliRunner().invoke(app, ["run", str(sample), "-o", str(link)])
     assert r.exit_code == 2 and "E-PATH-SYMLINK" in r.output
+
+
+# --- T15: formula injection, property-tested over every output file ------------------------------
+
+TRIGGER = st.sampled_from(["=", "+", "-", "@", "\t", "\r", "'=", "''+"])
+PAYLOAD = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), max_size=20)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(st.lists(st.tuples(TRIGGER, PAYLOAD), min_size=1, max_size=6), st.sampled_from(["salesforce", "hubspot", "generic"]))
+def test_no_output_cell_can_execute_in_a_spreadsheet(tmp_path, cells, target):
+    import csv
+    import io
+
+    from crmclean.export.safe import is_formula_like, unescape, write_xlsx
+
+    rows = []
+    for i, (trigger, payload) in enumerate(cells):
+        evil = (trigger + payload).replace("\n", " ")
+        rows.append([evil, f"Last{i}", f"u{i}@x.com", evil, "2020-01-01", evil])
+    path = tmp_path / "e.csv"
+    with open(path, "w", encoding="utf-8", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["First Name", "Last Name", "Email", "Notes", "Last Activity", "Company"])
+        w.writerows(rows)
+    result = run(RunOptions(inputs=[path], outdir=None, target=target, as_of=AS_OF))
+    for name, data in result.files.items():
+        if not name.endswith(".csv"):
+            continue
+        for row in csv.reader(io.StringIO(data.decode("utf-8"), newline="")):
+            for cell in row:
+                assert not is_formula_like(cell), (name, cell)
+                assert unescape(cell) == cell or cell.startswith("'")
+    import pandas as pd
+
+    clean = pd.read_csv(io.BytesIO(result.files["clean.csv"]), dtype=str, keep_default_na=False)
+    write_xlsx(tmp_path / "c.xlsx", clean)
+    with zipfile.ZipFile(tmp_path / "c.xlsx") as z:
+        assert b"<f>" not in z.read("xl/worksheets/sheet1.xml")
