@@ -254,7 +254,7 @@ def normalize(frame: pd.DataFrame, pack: Pack, ctx: NormalizeContext) -> StageRe
         rec.set("country", [r[0] for r in res], "country.iso2")
         rec.flag("country", [r[1] for r in res])
     country = f["country"].to_numpy(dtype=object)
-    us_row = (country == "") & (default_region == "US") | np.isin(country, US_LIKE)
+    us_row = (country == "") & (default_region == "US") | pd.Series(country, dtype=object).isin(US_LIKE).to_numpy()
 
     # 4. person names (row-wise on unique combinations)
     if on("name"):
