@@ -342,7 +342,7 @@ def _human_summary(command: str, result: Any, output: Path | None, dry_run: bool
 
 def _write_junit(path: Path, result: Any) -> None:
     import os
-    from xml.sax.saxutils import escape, quoteattr
+    from xml.sax.saxutils import quoteattr
 
     cases = []
     for g in result.gates:
@@ -352,7 +352,7 @@ def _write_junit(path: Path, result: Any) -> None:
     xml = (f'<?xml version="1.0" encoding="utf-8"?>\n<testsuite name="crmclean" tests="{len(result.gates)}" failures="{failures}">\n'
            + "\n".join(cases) + "\n</testsuite>\n")
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(escape("") + xml, encoding="utf-8")
+    tmp.write_text(xml, encoding="utf-8")
     os.chmod(tmp, 0o600)
     os.replace(tmp, path)
 

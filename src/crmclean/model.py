@@ -56,9 +56,6 @@ CANONICAL_FIELDS: tuple[str, ...] = (
 
 DATE_FIELDS: tuple[str, ...] = ("created_at", "modified_at", "last_activity_at")
 BOOL_FIELDS: tuple[str, ...] = ("email_opt_out", "do_not_call")
-PHONE_FIELDS: tuple[str, ...] = ("phone", "mobile")
-EMAIL_FIELDS: tuple[str, ...] = ("email", "email_2")
-NAME_FIELDS: tuple[str, ...] = ("first_name", "middle_name", "last_name")
 
 CHANGE_COLUMNS: tuple[str, ...] = (
     "record_id",
@@ -71,14 +68,6 @@ CHANGE_COLUMNS: tuple[str, ...] = (
 )
 FINDING_COLUMNS: tuple[str, ...] = ("record_id", "stage", "check_id", "field", "severity", "reason")
 
-LEDGER_STATES: tuple[str, ...] = (
-    "exported",
-    "merged",
-    "archived",
-    "deactivated",
-    "deleted",
-    "rejected",
-)
 
 
 def empty_changes() -> pd.DataFrame:

@@ -151,7 +151,6 @@ class RunResult:
     files: dict[str, bytes]
     gates: list[Any]
     timings: dict[str, float]
-    plan: list[Any] = field(default_factory=list)
 
     @property
     def gates_passed(self) -> bool:

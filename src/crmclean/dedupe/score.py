@@ -32,7 +32,6 @@ PRIOR_U: dict[str, dict[int, float]] = {
 U_PRIOR_STRENGTH = 20_000.0  # pseudo-pairs: a 10-row export leans on the prior, a 10,000-row one on its data
 PRIOR_STRENGTH = 200.0  # pseudo-pairs behind the prior: small exports lean on it, large ones on the data
 U_SAMPLE = 200_000
-EM_ROUNDS = 12
 MAX_BITS = 24.0
 
 
@@ -72,7 +71,7 @@ def estimate_u(f: pd.DataFrame) -> dict[str, dict[int, float]]:
     return u
 
 
-def estimate_m(cmp: Comparison, u: dict[str, dict[int, float]], rounds: int = EM_ROUNDS) -> tuple[dict[str, dict[int, float]], float]:
+def estimate_m(cmp: Comparison, u: dict[str, dict[int, float]]) -> tuple[dict[str, dict[int, float]], float]:
     """m-probabilities from anchor pairs — label-free and robust to related-but-different records.
 
     Free EM on CRM candidate pairs converges on "related records" (colleagues, households) rather
@@ -87,7 +86,7 @@ def estimate_m(cmp: Comparison, u: dict[str, dict[int, float]], rounds: int = EM
     Each estimate is regularised by the prior (``PRIOR_STRENGTH`` pseudo-pairs), so a small
     export leans on the prior and a large one on its own data. Shared-line levels are neutral:
     a switchboard or role mailbox says nothing about identity. λ is the share of candidate
-    pairs the anchors mark as matches (bounded). ``u`` and ``rounds`` are kept for the API.
+    pairs the anchors mark as matches (bounded).
     """
     lv = cmp.levels
     names_ok = ((lv["first_name"] >= 2) | cmp.swapped) & (lv["last_name"] >= 2)
@@ -113,7 +112,6 @@ def estimate_m(cmp: Comparison, u: dict[str, dict[int, float]], rounds: int = EM
     strong = names_ok & (cmp.email_personal | cmp.phone_personal)
     # λ: share of candidate pairs the anchors call matches, with a prior of 10% over 50 pseudo-pairs
     lam = float(np.clip((strong.sum() + 5.0) / (n + 50.0), 1e-4, 0.5))
-    del rounds
     return m, lam
 
 
