@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
+import xlsxwriter
 
 from crmclean.model import CANONICAL_FIELDS
 from crmclean.normalize import NormalizeContext, normalize
@@ -26,3 +29,15 @@ def canonical(rows: list[dict[str, str]], obj: str = "contact", normalized: bool
     if normalized:
         return normalize(frame, load_pack("default"), NormalizeContext()).frame
     return frame
+
+
+def xlsx_book(path: Path, sheets: dict[str, list[list[str]]], **options: object) -> Path:
+    """A workbook whose cells are all written as text."""
+    wb = xlsxwriter.Workbook(str(path), options)
+    for name, rows in sheets.items():
+        ws = wb.add_worksheet(name)
+        for r, row in enumerate(rows):
+            for c, v in enumerate(row):
+                ws.write_string(r, c, v)
+    wb.close()
+    return path

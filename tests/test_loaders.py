@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import zipfile
-from pathlib import Path
 
 import openpyxl
 import pytest
@@ -12,6 +11,7 @@ import xlsxwriter
 from crmclean.errors import CrmcleanError, InputError
 from crmclean.io import LoadOptions, load_table
 from crmclean.io.csvread import CsvOptions, read_csv
+from helpers import xlsx_book
 
 
 def test_cells_stay_text(write):
@@ -131,15 +131,7 @@ def test_huge_field_is_refused_with_a_hint(write):
 # --- xlsx ---------------------------------------------------------------------------------
 
 
-def _xlsx(path: Path, sheets: dict[str, list[list[str]]]) -> Path:
-    wb = xlsxwriter.Workbook(str(path))
-    for name, rows in sheets.items():
-        ws = wb.add_worksheet(name)
-        for r, row in enumerate(rows):
-            for c, v in enumerate(row):
-                ws.write_string(r, c, v)
-    wb.close()
-    return path
+_xlsx = xlsx_book
 
 
 def test_xlsx_two_sheets_picks_the_contacts_with_warning(tmp_path):

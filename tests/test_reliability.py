@@ -19,6 +19,7 @@ from crmclean.errors import CrmcleanError, RulePackError
 from crmclean.io import load_table
 from crmclean.pipeline import RunOptions, run
 from crmclean.rules.packs import load_pack
+from helpers import xlsx_book
 
 AS_OF = dt.date(2026, 11, 1)
 GOOD = [["First Name", "Last Name", "Email", "Phone"], ["Ann", "Lee", "ann@x.com", "(415) 555-2671"], ["José", "Müller", "jm@x.de", "+49 30 901820"]]
@@ -105,15 +106,7 @@ def test_malformed_csv_ends_in_success_or_a_located_coded_error(tmp_path, name, 
 
 # --- T2: hostile and odd workbooks ------------------------------------------------------------
 
-def _book(path: Path, sheets: dict[str, list[list[str]]], **opts: object) -> Path:
-    wb = xlsxwriter.Workbook(str(path), opts)
-    for name, rows in sheets.items():
-        ws = wb.add_worksheet(name)
-        for r, row in enumerate(rows):
-            for c, v in enumerate(row):
-                ws.write_string(r, c, v)
-    wb.close()
-    return path
+_book = xlsx_book
 
 
 def _rewrite(src: Path, dst: Path, change: dict[str, bytes]) -> Path:

@@ -7,6 +7,7 @@ import os
 import sys
 import traceback
 from collections.abc import Callable
+from inspect import signature
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
@@ -382,10 +383,9 @@ def _command(command: str, stages: tuple[str, ...], publish: bool, doc: str) -> 
         isolated: IsolatedOpt = False,
         junit: JunitOpt = None,
     ) -> None:
-        _pipeline(command, list(inputs), output, stages=stages, publish=publish, pack=pack, target=target, source=source, as_of=as_of,
-                  encoding=encoding, delimiter=delimiter, sheet=sheet, max_field_size=max_field_size, suppress=suppress, owners=owners,
-                  decisions=decisions, allow_delete=allow_delete, xlsx=xlsx, dry_run=dry_run, plan=plan, fmt=fmt, log_file=log_file,
-                  log_format=log_format, isolated=isolated, junit=junit)
+        values = locals()
+        options = {name: values[name] for name in signature(cmd).parameters}  # the command's own options, nothing captured
+        _pipeline(command, list(options.pop("inputs")), options.pop("output"), stages=stages, publish=publish, **options)
 
     cmd.__doc__ = doc
     cmd.__name__ = command

@@ -44,16 +44,16 @@ def _groups(positions: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.nda
     return positions[order], codes[order]
 
 
+def _estimate_rule(rule_id: str, keys: np.ndarray, max_block: int) -> RuleEstimate:
+    sizes = pd.Series(keys).value_counts().to_numpy() if len(keys) else np.zeros(0, dtype=np.int64)
+    ok = sizes[sizes <= max_block]
+    big = sizes[sizes > max_block]
+    return RuleEstimate(rule_id, len(sizes), int((ok * (ok - 1) // 2).sum()), len(big), int(big.sum()))
+
+
 def estimate(features: pd.DataFrame, rules: list[dict[str, Any]], max_block: int) -> list[RuleEstimate]:
     """Candidate pairs each rule would generate, before generating any."""
-    out = []
-    for rule in rules:
-        positions, keys = blocking_keys(features, list(rule["on"]))
-        sizes = pd.Series(keys).value_counts().to_numpy() if len(keys) else np.zeros(0, dtype=np.int64)
-        ok = sizes[sizes <= max_block]
-        big = sizes[sizes > max_block]
-        out.append(RuleEstimate(str(rule["id"]), len(sizes), int((ok * (ok - 1) // 2).sum()), len(big), int(big.sum())))
-    return out
+    return [_estimate_rule(str(rule["id"]), blocking_keys(features, list(rule["on"]))[1], max_block) for rule in rules]
 
 
 def candidate_pairs(features: pd.DataFrame, rules: list[dict[str, Any]], max_block: int,
@@ -65,12 +65,7 @@ def candidate_pairs(features: pd.DataFrame, rules: list[dict[str, Any]], max_blo
     estimates = []
     keyed = [(rule, *blocking_keys(features, list(rule["on"]))) for rule in rules]
     if budget is not None:
-        planned = 0
-        for _rule, _positions, keys in keyed:
-            sizes = pd.Series(keys).value_counts().to_numpy() if len(keys) else np.zeros(0, dtype=np.int64)
-            ok = sizes[sizes <= max_block]
-            planned += int((ok * (ok - 1) // 2).sum())
-        budget(planned)
+        budget(sum(_estimate_rule(str(rule["id"]), keys, max_block).pairs for rule, _positions, keys in keyed))
     for rule, positions, keys in keyed:
         pos, codes = _groups(positions, keys)
         sizes = np.bincount(codes) if len(codes) else np.zeros(0, dtype=np.int64)
