@@ -19,7 +19,7 @@ from crmclean.dedupe.compare import (
     last_level_one,
 )
 from crmclean.dedupe.features import build_features
-from crmclean.dedupe.nicknames import known_names, related
+from crmclean.dedupe.nicknames import _table, known_names, related, related_many
 from crmclean.rules.packs import load_pack
 from helpers import canonical
 
@@ -140,6 +140,20 @@ def test_nicknames():
     assert related("robert", "bob") == 2 and related("bob", "robert") == 2 and related("robert", "mary") == 0
     assert related("kate", "katy") >= 1  # two nicknames of one name
     assert related("al", "albert") == 2 and related("alan", "albert") == 0  # 'Al' does not make Alan an Albert
+
+
+def test_nickname_relation_vectorised_equals_scalar():
+    canon, nicks = _table()
+    pairs = [(a, b) for a, ns in sorted(nicks.items())[:300] for b in sorted(ns)]
+    pairs += [(x, y) for _c, ms in sorted(canon.items())[:300] for x in sorted(ms)[:6] for y in sorted(ms)[:6]]
+    rng = random.Random(3)
+    pool = sorted(known_names())[:2000] + ["", "zzq", "al", "alan", "albert"]
+    pairs += [(rng.choice(pool), rng.choice(pool)) for _ in range(3000)]
+    a = np.array([p[0] for p in pairs], dtype=object)
+    b = np.array([p[1] for p in pairs], dtype=object)
+    expected = np.array([related(x, y) for x, y in pairs])
+    assert {0, 1, 2} <= set(expected.tolist())
+    assert (related_many(a, b) == expected).all()
 
 
 def test_comparison_missing_is_its_own_level():

@@ -101,15 +101,17 @@ def dedupe(frame: pd.DataFrame, original: pd.DataFrame, pack: Pack, decisions: p
     ``run`` on its own output merge nothing.
     """
     result = _dedupe_once(frame, original, pack, decisions)
+    # later passes reuse the fitted model and look only at pairs that touch a record the last
+    # pass changed (its survivors): every other pair was already compared with the same values
+    touched = frozenset(result.merge_map["survivor_id"])
     for _ in range(MAX_PASSES - 1):
-        if not len(result.merge_map):
+        if not touched:
             break
-        # later passes reuse the fitted model and look only at pairs that touch a golden record
-        touched = frozenset(result.merge_map["survivor_id"])
         again = _dedupe_once(result.frame, original, pack, decisions, model=result.model, focus=touched, previous=result.features)
         if not len(again.merge_map):
             break
         result = _compose(frame, original, result, again)
+        touched = frozenset(again.merge_map["survivor_id"])
     return result
 
 
@@ -148,9 +150,11 @@ def _features(frame: pd.DataFrame, roles: frozenset[str], previous: pd.DataFrame
     if prev is None:
         return build_features(frame, roles)
     fresh = build_features(frame[hot].reset_index(drop=True), roles, shared=previous.attrs.get("shared"))
-    fresh["_rid"] = ids[hot].to_numpy()
-    kept = prev.loc[list(ids[~hot])].reset_index(drop=True)
-    out = pd.concat([kept, fresh], ignore_index=True).set_index("_rid", drop=False).loc[list(ids)].reset_index(drop=True)
+    fresh["_rid"] = pd.Series(ids[hot].to_numpy(dtype=object), dtype=object)
+    kept = previous.iloc[pd.Index(prev.index).get_indexer(ids[~hot].to_numpy(dtype=object))]
+    # back into frame order: the kept rows, then the rebuilt ones, placed by position
+    order = np.concatenate([np.flatnonzero(~hot), np.flatnonzero(hot)])
+    out: pd.DataFrame = pd.concat([kept, fresh], ignore_index=True).iloc[np.argsort(order, kind="stable")].reset_index(drop=True)
     out.attrs["shared"] = previous.attrs.get("shared")
     return out
 
@@ -163,7 +167,7 @@ def _dedupe_once(frame: pd.DataFrame, original: pd.DataFrame, pack: Pack, decisi
     roles = frozenset(pack.get("normalize", "email", "role_locals", default=[]))
     feats = _features(frame, roles, previous, focus)
     if "_rid" not in feats:
-        feats["_rid"] = ids
+        feats["_rid"] = pd.Series(ids, dtype=object, index=feats.index)
     rules = list(settings["blocking"])  # type: ignore[call-overload]
     max_block = int(settings["max_block_size"])  # type: ignore[call-overload]
     max_pairs = int(settings["max_pairs"])  # type: ignore[call-overload]

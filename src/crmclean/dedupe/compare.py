@@ -16,7 +16,7 @@ from rapidfuzz import process
 from rapidfuzz.distance import OSA, JaroWinkler, Levenshtein
 from rapidfuzz.fuzz import token_set_ratio
 
-from crmclean.dedupe.nicknames import related
+from crmclean.dedupe.nicknames import known_names, related, related_many
 
 # level names, per comparison, from highest to lowest (the report and evidence use them)
 LEVELS: dict[str, dict[int, str]] = {
@@ -50,20 +50,8 @@ def _jw(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.asarray(process.cpdist(list(a), list(b), scorer=JaroWinkler.normalized_similarity, processor=None, workers=-1))
 
 
-def _pairwise_unique(a: np.ndarray, b: np.ndarray, fn: Any, dtype: Any) -> np.ndarray:
-    """Apply a scalar ``fn(x, y)`` once per distinct (x, y) pair, vectorised back to all pairs."""
-    if len(a) == 0:
-        return np.zeros(0, dtype=dtype)
-    ca, ua = pd.factorize(a, use_na_sentinel=False)
-    cb, ub = pd.factorize(b, use_na_sentinel=False)
-    key = ca.astype(np.int64) * (len(ub) + 1) + cb
-    uniq, inverse = np.unique(key, return_inverse=True)
-    values = np.fromiter((fn(ua[k // (len(ub) + 1)], ub[k % (len(ub) + 1)]) for k in uniq.tolist()), dtype=dtype, count=len(uniq))
-    return values[inverse]
-
-
 def _related(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return _pairwise_unique(a, b, related, np.int8)
+    return related_many(a, b)
 
 
 def _per_value(a: np.ndarray, fn: Any, dtype: Any) -> np.ndarray:
@@ -81,21 +69,60 @@ def _initials(a: np.ndarray) -> np.ndarray:
     return _per_value(a, lambda s: s[:1], object)
 
 
-def compare(f: pd.DataFrame, left: np.ndarray, right: np.ndarray, crossed: bool = True) -> Comparison:
-    def col(name: str) -> tuple[np.ndarray, np.ndarray]:
-        v = f[name].to_numpy(dtype=object)
-        return v[left], v[right]
+class _Vocab:
+    """One vocabulary for some feature columns: per-record integer codes, so pair work is integer
+    work and a string function runs once per distinct value pair, not once per candidate pair."""
 
+    def __init__(self, f: pd.DataFrame, columns: tuple[str, ...]) -> None:
+        n = len(f)
+        values = np.concatenate([f[c].to_numpy(dtype=object) for c in columns]) if n else np.zeros(0, dtype=object)
+        codes, uniq = pd.factorize(values, use_na_sentinel=False)
+        self.values = np.asarray(uniq, dtype=object)
+        self.codes = {c: codes[i * n:(i + 1) * n] for i, c in enumerate(columns)}
+        self.blank = self.values == ""
+
+    def derived(self, fn: Any) -> np.ndarray:
+        """Integer codes of ``fn(value)`` per vocabulary entry (equal codes ⇔ equal results)."""
+        codes, _ = pd.factorize(np.array([fn(v) for v in self.values], dtype=object), use_na_sentinel=False)
+        return np.asarray(codes)
+
+
+def _on_pairs(ca: np.ndarray, cb: np.ndarray, fn: Any) -> np.ndarray:
+    """``fn(codes_a, codes_b)`` (vectorised) evaluated once per distinct code pair, scattered back."""
+    if len(ca) == 0:
+        return np.asarray(fn(ca, cb))
+    size = int(max(ca.max(), cb.max())) + 1
+    inverse, uniq = pd.factorize(ca.astype(np.int64) * size + cb)
+    return np.asarray(fn(uniq // size, uniq % size))[inverse]
+
+
+def compare(f: pd.DataFrame, left: np.ndarray, right: np.ndarray, crossed: bool = True) -> Comparison:
     n = len(left)
-    fl, fr = col("fn_first")
-    ll, lr = col("ln")
-    missing_fn = (fl == "") | (fr == "")
-    missing_ln = (ll == "") | (lr == "")
+    names = _Vocab(f, ("fn_first", "ln"))
+    nv, nblank = names.values, names.blank
+    known_v = pd.Series(nv).isin(known_names()).to_numpy()
+    no_known = np.zeros(len(nv), dtype=bool)
+
+    def ncol(c: str) -> tuple[np.ndarray, np.ndarray]:
+        codes = names.codes[c]
+        return codes[left], codes[right]
+
+    def first_on(ca: np.ndarray, cb: np.ndarray, ka: bool, kb: bool) -> np.ndarray:
+        kva, kvb = known_v if ka else no_known, known_v if kb else no_known
+        return _on_pairs(ca, cb, lambda x, y: first_level(nv[x], nv[y], kva[x], kvb[y]))
+
+    def last_on(ca: np.ndarray, cb: np.ndarray) -> np.ndarray:
+        return _on_pairs(ca, cb, lambda x, y: last_level(nv[x], nv[y]))
+
+    fl, fr = ncol("fn_first")
+    ll, lr = ncol("ln")
+    missing_fn = nblank[fl] | nblank[fr]
+    missing_ln = nblank[ll] | nblank[lr]
+    kl, kr = known_v[fl], known_v[fr]
 
     # names: straight, and crossed (first/last entered the wrong way round, perhaps with a typo too)
-    kl, kr = col("fn_known")
-    first = first_level(fl, fr, kl.astype(bool), kr.astype(bool))
-    last = last_level(ll, lr)
+    first = first_on(fl, fr, True, True)
+    last = last_on(ll, lr)
     # either record may be the swapped one: B's last field holds a first name, or A's does
     # (computed only where the straight comparison fails)
     swapped = np.zeros(n, dtype=bool)
@@ -103,90 +130,117 @@ def compare(f: pd.DataFrame, left: np.ndarray, right: np.ndarray, crossed: bool 
     cross_last = np.zeros(n, dtype=np.int8)
     cand = np.flatnonzero(~missing_fn & ~missing_ln & (fl != ll) & ((first < 2) | (last < 1))) if crossed else np.zeros(0, dtype=np.int64)
     if len(cand):
-        no = np.zeros(len(cand), dtype=bool)
-        b_first, b_last = first_level(fl[cand], lr[cand], kl[cand].astype(bool), no), last_level(ll[cand], fr[cand])
-        a_first, a_last = first_level(ll[cand], fr[cand], no, kr[cand].astype(bool)), last_level(fl[cand], lr[cand])
+        b_first, b_last = first_on(fl[cand], lr[cand], True, False), last_on(ll[cand], fr[cand])
+        a_first, a_last = first_on(ll[cand], fr[cand], False, True), last_on(fl[cand], lr[cand])
         use_b = (b_first >= 2) & (b_last >= 2)
         cross_first[cand] = np.where(use_b, b_first, a_first)
         cross_last[cand] = np.where(use_b, b_last, a_last)
         swapped[cand] = (cross_first[cand] >= 2) & (cross_last[cand] >= 2)
     first = np.where(swapped, cross_first, first).astype(np.int8)
     last = np.where(swapped, cross_last, last).astype(np.int8)
-    rel = _related(fl, fr)
+    rel = _on_pairs(fl, fr, lambda x, y: _related(nv[x], nv[y]))
     known_typo = np.zeros(n, dtype=bool)
-    kk = np.flatnonzero((first == 0) & kl.astype(bool) & kr.astype(bool))
+    kk = np.flatnonzero((first == 0) & kl & kr)
     if len(kk):
-        known_typo[kk] = first_level(fl[kk], fr[kk], np.zeros(len(kk), dtype=bool), np.zeros(len(kk), dtype=bool)) == 2
-    initial_unknown = (first == 0) & ~(kl.astype(bool) & kr.astype(bool)) & (_initials(fl) == _initials(fr))
+        known_typo[kk] = first_on(fl[kk], fr[kk], False, False) == 2
+    initial_v = names.derived(lambda s: s[:1])
+    initial_unknown = (first == 0) & ~(kl & kr) & (initial_v[fl] == initial_v[fr])
     first[missing_fn] = -1
     last[missing_ln] = -1
     initial_unknown &= ~missing_fn
 
+    def flag(c: str) -> tuple[np.ndarray, np.ndarray]:
+        v = f[c].to_numpy(dtype=bool)
+        return v[left], v[right]
+
     # email
-    el, er = col("email")
-    esl, esr = col("email_shared")
-    locl, locr = col("email_local")
-    missing_e = (el == "") | (er == "")
+    emails = _Vocab(f, ("email", "email_local"))
+    ev, eblank = emails.values, emails.blank
+    el, er = emails.codes["email"][left], emails.codes["email"][right]
+    locl, locr = emails.codes["email_local"][left], emails.codes["email_local"][right]
+    esl, esr = flag("email_shared")
+    missing_e = eblank[el] | eblank[er]
     exact_e = ~missing_e & (el == er)
-    shared_e = exact_e & (esl.astype(bool) | esr.astype(bool))
-    near_e = ~missing_e & ~exact_e & ((locl == locr) & (locl != "") | (_lev(el, er) <= 1))
+    shared_e = exact_e & (esl | esr)
+    near_e = ~missing_e & ~exact_e & (locl == locr) & ~eblank[locl]
+    other = np.flatnonzero(~missing_e & ~exact_e & ~near_e)
+    if len(other):
+        near_e[other] = _on_pairs(el[other], er[other], lambda x, y: _lev(ev[x], ev[y]) <= 1)
     email = np.where(exact_e, np.where(shared_e, 1, 3), np.where(near_e, 2, 0)).astype(np.int8)
     email[missing_e] = -1
 
     # phone: any of phone/mobile on either side
-    pl, pr = col("phone")
-    ml, mr = col("mobile")
-    psl, psr = col("phone_shared")
-    msl, msr = col("mobile_shared")
+    phones = _Vocab(f, ("phone", "mobile"))
+    pblank = phones.blank
+    tail_v = phones.derived(lambda s: s[-7:])
+    pl, pr = phones.codes["phone"][left], phones.codes["phone"][right]
+    ml, mr = phones.codes["mobile"][left], phones.codes["mobile"][right]
+    psl, psr = flag("phone_shared")
+    msl, msr = flag("mobile_shared")
     best = np.zeros(n, dtype=np.int8)
     personal = np.zeros(n, dtype=bool)
-    any_l = (pl != "") | (ml != "")
-    any_r = (pr != "") | (mr != "")
+    any_l = ~pblank[pl] | ~pblank[ml]
+    any_r = ~pblank[pr] | ~pblank[mr]
     for a, b, sa, sb in ((pl, pr, psl, psr), (pl, mr, psl, msr), (ml, pr, msl, psr), (ml, mr, msl, msr)):
-        both = (a != "") & (b != "")
+        both = ~pblank[a] & ~pblank[b]
         eq = both & (a == b)
-        shared = eq & (sa.astype(bool) | sb.astype(bool))
+        shared = eq & (sa | sb)
         personal |= eq & ~shared
-        tail = both & ~eq & (_per_value(a, lambda s: s[-7:], object) == _per_value(b, lambda s: s[-7:], object))
+        tail = both & ~eq & (tail_v[a] == tail_v[b])
         best = np.maximum(best, np.where(eq & ~shared, 3, np.where(tail, 2, np.where(shared, 1, 0))).astype(np.int8))
     phone = best
     phone[~(any_l & any_r)] = -1
 
     # address
-    skl, skr = col("street_key")
-    sl, sr = col("street")
-    zl, zr = col("zip5")
-    cl, cr = col("city")
-    missing_a = ((sl == "") | (sr == "")) & ((zl == "") | (zr == ""))
-    same_place = ((zl == zr) & (zl != "")) | ((cl == cr) & (cl != ""))
-    street_same = (skl == skr) & (skl != "")
+    places = _Vocab(f, ("street_key", "street", "zip5", "city"))
+    pv, plank = places.values, places.blank
+
+    def pcol(c: str) -> tuple[np.ndarray, np.ndarray]:
+        codes = places.codes[c]
+        return codes[left], codes[right]
+
+    skl, skr = pcol("street_key")
+    sl, sr = pcol("street")
+    zl, zr = pcol("zip5")
+    cl, cr = pcol("city")
+    missing_a = (plank[sl] | plank[sr]) & (plank[zl] | plank[zr])
+    same_zip = (zl == zr) & ~plank[zl]
+    same_place = same_zip | ((cl == cr) & ~plank[cl])
+    street_same = (skl == skr) & ~plank[skl]
     street_sim = np.zeros(n, dtype=bool)
-    cand = ~street_same & (sl != "") & (sr != "") & same_place
-    if cand.any():
-        sims = np.asarray(process.cpdist(list(sl[cand]), list(sr[cand]), scorer=token_set_ratio, processor=None, workers=-1))
-        street_sim[cand] = sims >= 90
-    address = np.where(street_same & same_place, 3, np.where(street_sim, 2, np.where((zl == zr) & (zl != ""), 1, 0))).astype(np.int8)
+    cand = np.flatnonzero(~street_same & ~plank[sl] & ~plank[sr] & same_place)
+    if len(cand):
+        street_sim[cand] = _on_pairs(sl[cand], sr[cand], lambda x, y: _token_set(pv[x], pv[y]) >= 90)
+    address = np.where(street_same & same_place, 3, np.where(street_sim, 2, np.where(same_zip, 1, 0))).astype(np.int8)
     address[missing_a] = -1
 
     # company
-    col_l, col_r = col("company")
-    missing_c = (col_l == "") | (col_r == "")
+    companies = _Vocab(f, ("company",))
+    cv, cblank = companies.values, companies.blank
+    col_l, col_r = companies.codes["company"][left], companies.codes["company"][right]
+    missing_c = cblank[col_l] | cblank[col_r]
     exact_c = ~missing_c & (col_l == col_r)
     comp = np.where(exact_c, 3, 0).astype(np.int8)
-    cand = ~missing_c & ~exact_c
-    if cand.any():
-        sims = np.asarray(process.cpdist(list(col_l[cand]), list(col_r[cand]), scorer=token_set_ratio, processor=None, workers=-1))
-        comp[cand] = np.where(sims >= 90, 2, 0)
+    cand = np.flatnonzero(~missing_c & ~exact_c)
+    if len(cand):
+        comp[cand] = np.where(_on_pairs(col_l[cand], col_r[cand], lambda x, y: _token_set(cv[x], cv[y])) >= 90, 2, 0)
     comp[missing_c] = -1
 
-    sfl, sfr = col("suffix")
-    suffix_conflict = (sfl != "") & (sfr != "") & (sfl != sfr)
-    suffix_one = (sfl != "") != (sfr != "")
+    suffixes = _Vocab(f, ("suffix",))
+    sfl, sfr = suffixes.codes["suffix"][left], suffixes.codes["suffix"][right]
+    suffix_conflict = ~suffixes.blank[sfl] & ~suffixes.blank[sfr] & (sfl != sfr)
+    suffix_one = suffixes.blank[sfl] != suffixes.blank[sfr]
     return Comparison(
         levels={"first_name": first, "last_name": last, "email": email, "phone": phone, "address": address, "company": comp},
         swapped=swapped, suffix_conflict=suffix_conflict, suffix_one_side=suffix_one,
         email_personal=exact_e & ~shared_e, phone_personal=personal, first_related=rel, known_typo=known_typo, initial_unknown=initial_unknown,
     )
+
+
+def _token_set(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    if len(a) == 0:
+        return np.zeros(0)
+    return np.asarray(process.cpdist(list(a), list(b), scorer=token_set_ratio, processor=None, workers=-1))
 
 
 def first_level(a: np.ndarray, b: np.ndarray, known_a: np.ndarray, known_b: np.ndarray) -> np.ndarray:

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+import numpy as np
+import pandas as pd
+
 AMBIGUOUS_CANONICALS = 5
 
 
@@ -59,3 +62,39 @@ def known_names() -> frozenset[str]:
     """Every name in the table: two *known* names one letter apart (Carl, Carol) are two people."""
     canon, nicks = _table()
     return frozenset(canon) | frozenset(nicks)
+
+
+def related_many(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """:func:`related` for aligned arrays of names, vectorised over the names that occur.
+
+    The relation is built once for the distinct names present (a small vocabulary), as integer
+    keys; each pair is then a lookup, not a Python call.
+    """
+    n = len(a)
+    if n == 0:
+        return np.zeros(0, dtype=np.int8)
+    codes, vocab = pd.factorize(np.concatenate([np.asarray(a, dtype=object), np.asarray(b, dtype=object)]), use_na_sentinel=False)
+    size = len(vocab)
+    index = {name: i for i, name in enumerate(vocab.tolist())}
+    canon, nicks = _table()
+    strong: list[int] = []
+    members: dict[str, list[int]] = {}
+    for i, name in enumerate(vocab.tolist()):
+        if not name:
+            continue
+        for other in nicks.get(name, ()):
+            j = index.get(other)
+            if j is not None and j != i:
+                strong.extend((i * size + j, j * size + i))
+        cs = canon.get(name, frozenset())
+        if len(cs) <= AMBIGUOUS_CANONICALS:
+            for c in cs:
+                members.setdefault(c, []).append(i)
+    weak = [x * size + y for group in members.values() if len(group) > 1 for x in group for y in group if x != y]
+    key = codes[:n].astype(np.int64) * size + codes[n:]
+    out = np.zeros(n, dtype=np.int8)
+    if weak:
+        out[np.isin(key, np.array(weak, dtype=np.int64))] = 1
+    if strong:
+        out[np.isin(key, np.array(strong, dtype=np.int64))] = 2
+    return out
