@@ -338,3 +338,35 @@ def test_place_inside_the_street_never_drops_words():
         ["123 Main St, Springfield, IL 62704", "Chicago", "", ""],
         ["74 Washington St Apt 7A", "Springfield", "IL", ""],
     ]
+
+
+@given(st.text(alphabet=st.characters(codec="utf-8"), max_size=40) | st.from_regex(r"[!-~]{1,8}( [!-~]{1,8}){0,3}", fullmatch=True))
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+def test_tidy_fast_path_equals_tidy(value: str) -> None:
+    from crmclean.normalize import _tidy_column
+
+    assert _tidy_column(pd.Series([value, "  x  "], dtype=str)).tolist() == [tidy(value), "x"]
+
+
+def test_normalize_in_two_processes_equals_one(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    """Rows split across processes give the same frame, changes and findings, in the same order."""
+    import sys
+    from pathlib import Path
+
+    import crmclean.normalize as stage
+    from crmclean.pipeline import load_inputs
+    from crmclean.rules.packs import load_pack
+
+    sys.path.insert(0, str(Path(__file__).parents[1]))
+    from bench.synth import generate, write_csv
+
+    write_csv(generate(1500, seed=4), "zoho", tmp_path / "z.csv")
+    loaded = load_inputs([tmp_path / "z.csv"])
+    pack = load_pack("default")
+    one = stage.normalize(loaded.frame, pack, stage.NormalizeContext(loaded.sources), workers=1)
+    monkeypatch.setattr(stage, "PARALLEL_ROWS", 100)
+    two = stage.normalize(loaded.frame, pack, stage.NormalizeContext(loaded.sources), workers=2)
+    pd.testing.assert_frame_equal(one.frame, two.frame)
+    pd.testing.assert_frame_equal(one.changes, two.changes)
+    pd.testing.assert_frame_equal(one.findings, two.findings)
+    assert len(one.changes) and len(one.findings)

@@ -82,6 +82,10 @@ class SourceInfo:
 @dataclass
 class NormalizeContext:
     sources: dict[str, SourceInfo] = field(default_factory=dict)  # by _source_file
+    # day/month order per (source file, date field), decided on the whole column before the rows
+    # are split across processes (filled in by :func:`normalize`; "auto" is never decided per part)
+    date_orders: dict[tuple[str, str], str] = field(default_factory=dict)
+    parallel: bool = True  # may use a second process (off inside a worker)
 
 
 def _factorized(series: pd.Series, fn: Callable[[str], Any]) -> list[Any]:
@@ -98,6 +102,22 @@ def _map(series: pd.Series, fn: Callable[[str], Any]) -> np.ndarray:
     return results[codes] if len(codes) else np.empty(0, dtype=object)
 
 
+_TIDY_ASCII = r"[!-~]+(?: [!-~]+)*"  # visible ASCII words, single spaces: already tidy
+
+
+def _tidy_column(series: pd.Series) -> np.ndarray:
+    """:func:`tidy` over a column; values that are visibly tidy already (plain ASCII, single
+    spaces — NFC-invariant, nothing invisible) are recognised in one vectorised pass."""
+    values = series.to_numpy(dtype=object)
+    plain = series.astype(str).str.fullmatch(_TIDY_ASCII).to_numpy(dtype=bool, na_value=False) | (values == "")
+    if plain.all():
+        return values
+    out = values.copy()
+    rest = ~plain
+    out[rest] = _map(pd.Series(values[rest], dtype=object), tidy)
+    return out
+
+
 @lru_cache(maxsize=8)
 def _tables(pack_path: str, pub_ref: str, country_ref: str) -> tuple[Pub28, CountryTable]:
     return Pub28.from_data(load_table(pack_path, pub_ref)), CountryTable.from_data(load_table(pack_path, country_ref))
@@ -110,6 +130,7 @@ class _Recorder:
         self.frame = frame
         self.rules: dict[str, np.ndarray] = {}
         self.findings: list[pd.DataFrame] = []
+        self.flags = 0  # flag() calls so far: findings are numbered by call, so split parts merge in order
 
     def set(self, field_name: str, new: Any, rule: str) -> None:
         new_arr = np.asarray(new, dtype=object)
@@ -123,11 +144,11 @@ class _Recorder:
     def flag(self, field_name: str, reasons: Any, severity: str = "warning") -> None:
         arr = pd.Series(np.asarray(reasons, dtype=object), index=self.frame.index)
         mask = arr.notna() & (arr != "")
+        self.flags += 1
         if mask.any():
-            self.findings.append(
-                findings_frame(self.frame.loc[mask, RECORD_ID], stage=STAGE, check_id=f"normalize.{field_name}",
-                               field_name=field_name, severity=severity, reason=arr[mask])
-            )
+            found = findings_frame(self.frame.loc[mask, RECORD_ID], stage=STAGE, check_id=f"normalize.{field_name}",
+                                   field_name=field_name, severity=severity, reason=arr[mask])
+            self.findings.append(found.assign(_call=self.flags))
 
 
 def _json_values(value: str) -> list[str] | None:
@@ -160,7 +181,7 @@ def _street_worker(args: tuple[list[str], Pub28, str]) -> list[Any]:
     return [normalize_us_street(v, pub, style) for v in values]
 
 
-def _streets(keys: pd.Series, pub: Pub28, style: str) -> np.ndarray:
+def _streets(keys: pd.Series, pub: Pub28, style: str, parallel: bool = True) -> np.ndarray:
     """Street normalization per unique value: the regex fast path first, the CRF tagger for the
     rest — on both cores when there are many (the work is pure, so results are identical)."""
     codes, uniques = pd.factorize(keys, use_na_sentinel=False)
@@ -176,7 +197,7 @@ def _streets(keys: pd.Series, pub: Pub28, style: str) -> np.ndarray:
         else:
             results[i] = (normalize_foreign_street(k[2:]), (), None)
     values = [uniques[i][2:] for i in slow]
-    workers = min(os.cpu_count() or 1, 2)
+    workers = min(os.cpu_count() or 1, 2) if parallel else 1
     if len(values) >= PARALLEL_MIN and workers > 1:
         from concurrent.futures import ProcessPoolExecutor
 
@@ -195,7 +216,7 @@ def _streets(keys: pd.Series, pub: Pub28, style: str) -> np.ndarray:
 
 
 def _per_source(rec: _Recorder, ctx: NormalizeContext, file_of: np.ndarray, fields: tuple[str, ...],
-                make: Callable[[SourceInfo, pd.Series], Callable[[str], Any]], rule: str) -> None:
+                make: Callable[[SourceInfo, pd.Series, str, str], Callable[[str], Any]], rule: str) -> None:
     """Normalize ``fields`` file by file, with a normalizer made from each source's settings."""
     for c in fields:
         values = rec.frame[c].to_numpy(dtype=object).copy()
@@ -203,7 +224,7 @@ def _per_source(rec: _Recorder, ctx: NormalizeContext, file_of: np.ndarray, fiel
         for src in pd.unique(file_of):
             in_file = file_of == src
             column = pd.Series(values[in_file])
-            out = _map(column, make(ctx.sources.get(src, SourceInfo()), column))
+            out = _map(column, make(ctx.sources.get(src, SourceInfo()), column, str(src), c))
             values[in_file] = [r[0] for r in out]
             reasons[in_file] = [r[1] for r in out]
         rec.set(c, values, rule)
@@ -214,8 +235,89 @@ def _date_one(value: str, order: str, info: SourceInfo) -> tuple[str, str | None
     return normalize_date(value, order, info.timezone, info.excel, info.date1904)
 
 
-def normalize(frame: pd.DataFrame, pack: Pack, ctx: NormalizeContext) -> StageResult:
-    """Apply the pack's normalizers to a canonical frame (pure: returns a new frame)."""
+def _date_order(info: SourceInfo, column: pd.Series) -> str:
+    if info.date_order != "auto":
+        return info.date_order
+    # decided once per column from the data, never per cell
+    return column_order(pd.unique(column.to_numpy(dtype=object))) or "none"
+
+
+PARALLEL_ROWS = 40_000  # rows before a second process pays for its start-up and the copies
+
+
+def _workers() -> int:
+    env = os.environ.get("CRMCLEAN_WORKERS", "")
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    return max(1, min(os.cpu_count() or 1, 2))
+
+
+# the job a forked worker inherits (set just before the pool forks; never pickled on the way in)
+_JOB: tuple[pd.DataFrame, Pack, NormalizeContext, list[tuple[int, int]]] | None = None
+
+
+def _part(i: int) -> StageResult:
+    assert _JOB is not None
+    frame, pack, ctx, ranges = _JOB
+    a, b = ranges[i]
+    return _normalize_part(frame.iloc[a:b], pack, ctx)
+
+
+def normalize(frame: pd.DataFrame, pack: Pack, ctx: NormalizeContext, workers: int | None = None) -> StageResult:
+    """Apply the pack's normalizers to a canonical frame (pure: returns a new frame).
+
+    A large frame is split into contiguous row ranges normalized in separate processes (both
+    cores). Everything that depends on the whole column — the day/month order of a date column
+    — is decided first on the whole frame, and the parts' changes and findings are merged in a
+    fixed order, so the result is identical to a single-process run (a test proves it).
+    """
+    workers = _workers() if workers is None else workers
+    file_of = frame[SOURCE_FILE].to_numpy(dtype=object)
+    orders = dict(ctx.date_orders)
+    for src in pd.unique(file_of):
+        info = ctx.sources.get(src, SourceInfo())
+        in_file = file_of == src
+        for c in DATE_FIELDS:
+            orders.setdefault((str(src), c), _date_order(info, frame.loc[in_file, c]))
+    ctx = NormalizeContext(sources=ctx.sources, date_orders=orders, parallel=ctx.parallel)
+    if workers < 2 or len(frame) < PARALLEL_ROWS or not ctx.parallel:
+        return _finish(_normalize_part(frame, pack, ctx))
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    global _JOB
+    bounds = np.linspace(0, len(frame), workers + 1).astype(int).tolist()
+    ranges = list(zip(bounds[:-1], bounds[1:], strict=True))
+    # fork: the workers share the loaded frame copy-on-write instead of receiving a pickled copy
+    # (spawn would also re-run the caller's main module, which a library must not ask of it)
+    _JOB = (frame, pack, NormalizeContext(sources=ctx.sources, date_orders=orders, parallel=False), ranges)
+    try:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            parts = list(pool.map(_part, range(len(ranges))))
+    finally:
+        _JOB = None
+    return _finish(_merge(parts))
+
+
+def _merge(parts: list[StageResult]) -> StageResult:
+    """Parts (contiguous row ranges, in order) → one result ordered as a single run orders it."""
+    frame = pd.concat([p.frame for p in parts])
+    rank = {c: i for i, c in enumerate(CANONICAL_FIELDS)}
+    changes = pd.concat([p.changes for p in parts], ignore_index=True)
+    if len(changes):
+        changes = changes.iloc[np.argsort(changes["field"].map(rank).to_numpy(), kind="stable")].reset_index(drop=True)
+    findings = pd.concat([p.findings for p in parts], ignore_index=True)
+    if len(findings):
+        findings = findings.iloc[np.argsort(findings["_call"].to_numpy(), kind="stable")].reset_index(drop=True)
+    return StageResult(frame=frame, changes=changes, findings=findings)
+
+
+def _finish(result: StageResult) -> StageResult:
+    findings = result.findings.drop(columns="_call") if "_call" in result.findings else result.findings
+    return StageResult(frame=result.frame, changes=result.changes, findings=findings.reset_index(drop=True))
+
+
+def _normalize_part(frame: pd.DataFrame, pack: Pack, ctx: NormalizeContext) -> StageResult:
     f = frame.copy()
     originals = {c: f[c].to_numpy(dtype=object).copy() for c in CANONICAL_FIELDS if c != RECORD_ID}
     rec = _Recorder(f)
@@ -230,7 +332,7 @@ def normalize(frame: pd.DataFrame, pack: Pack, ctx: NormalizeContext) -> StageRe
     for c in CANONICAL_FIELDS:
         if c in (RECORD_ID, "notes", "street_1", "street_2"):
             continue
-        rec.set(c, _map(f[c], tidy), "text.tidy")
+        rec.set(c, _tidy_column(f[c]), "text.tidy")
     rec.set("notes", _map(f["notes"], lambda v: v.strip()), "text.trim")
 
     # 2. JSON lists in email / phone cells (one value per field; a second goes to the spare field)
@@ -316,7 +418,7 @@ def normalize(frame: pd.DataFrame, pack: Pack, ctx: NormalizeContext) -> StageRe
         style = opts.get("address", {}).get("style", "title")
         s1 = f["street_1"].to_numpy(dtype=object)
         key = pd.Series(np.where(us_row, "U\x1f", "F\x1f"), index=f.index, dtype=str) + f["street_1"].astype(str)
-        res = _streets(key, pub, style)
+        res = _streets(key, pub, style, ctx.parallel)
         new_s1 = np.array([r[0] for r in res], dtype=object) if n else np.empty(0, dtype=object)
         flags = [r[2] for r in res]
         # city / state / ZIP found inside the street may only leave it to fill a blank field or where
@@ -353,13 +455,11 @@ def normalize(frame: pd.DataFrame, pack: Pack, ctx: NormalizeContext) -> StageRe
     # 9. dates, in each source file's day/month order; 10. booleans, with each source's vocabulary
     file_of = f[SOURCE_FILE].to_numpy(dtype=object)
 
-    def date_parser(info: SourceInfo, column: pd.Series) -> Callable[[str], Any]:
-        order = info.date_order
-        if order == "auto":  # decided once per column from the data, never per cell
-            order = column_order(pd.unique(column.to_numpy(dtype=object))) or "none"
+    def date_parser(info: SourceInfo, column: pd.Series, src: str, field_name: str) -> Callable[[str], Any]:
+        order = ctx.date_orders.get((src, field_name)) or _date_order(info, column)
         return partial(_date_one, order=order, info=info)
 
-    def bool_parser(info: SourceInfo, column: pd.Series) -> Callable[[str], Any]:
+    def bool_parser(info: SourceInfo, column: pd.Series, src: str, field_name: str) -> Callable[[str], Any]:
         return partial(normalize_bool, true_words=info.true_words, false_words=info.false_words)
 
     if on("dates"):
@@ -369,7 +469,8 @@ def normalize(frame: pd.DataFrame, pack: Pack, ctx: NormalizeContext) -> StageRe
 
     changes = []
     ids = f[RECORD_ID]
-    for c, rules in rec.rules.items():
+    for c in [c for c in CANONICAL_FIELDS if c in rec.rules]:  # a fixed order, whatever changed first
+        rules = rec.rules[c]
         final = f[c].to_numpy(dtype=object)
         mask = originals[c] != final
         if mask.any():
@@ -381,4 +482,5 @@ def normalize(frame: pd.DataFrame, pack: Pack, ctx: NormalizeContext) -> StageRe
     change_df = concat(changes, CHANGE_COLUMNS)
     if len(change_df):
         change_df["rule_id"] = "normalize." + change_df["reason"].str.split("+").str[-1]
-    return StageResult(frame=f, changes=change_df, findings=concat(rec.findings, FINDING_COLUMNS))
+    return StageResult(frame=f, changes=change_df, findings=pd.concat(rec.findings, ignore_index=True) if rec.findings
+                       else concat([], FINDING_COLUMNS).assign(_call=pd.Series([], dtype=np.int64)))
