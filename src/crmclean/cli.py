@@ -167,6 +167,8 @@ IsolatedOpt = Annotated[bool, typer.Option("--isolated", help="Ignore crmclean.y
 JunitOpt = Annotated[Path | None, typer.Option("--junit", help="Also write the gate results as JUnit XML to this file.")]
 AllowDeleteOpt = Annotated[bool, typer.Option("--allow-delete", help="Let 'delete' rules propose deletions (delete_manifest.csv); otherwise they archive.")]
 XlsxOpt = Annotated[bool, typer.Option("--xlsx", help="Also write clean.xlsx (every cell text, never a formula).")]
+EngineOpt = Annotated[str | None, typer.Option("--engine", help="local (this machine, both cores) | dask (a Dask cluster; same outputs). Needs crmclean[dask].")]
+SchedulerOpt = Annotated[str | None, typer.Option("--scheduler", help="Dask scheduler address (tcp://HOST:8786) for --engine dask; without it a local cluster is started.")]
 
 
 def _parse_date(value: str | None) -> Any:
@@ -208,6 +210,8 @@ def _pipeline(
     log_format: str | None,
     isolated: bool,
     junit: Path | None,
+    engine: str | None,
+    scheduler: str | None,
 ) -> None:
     import time
 
@@ -236,6 +240,7 @@ def _pipeline(
         source=pick(source, "source"), as_of=_parse_date(as_of), load=_load_options(pick(encoding, "encoding"), pick(delimiter, "delimiter"), sheet, max_field_size),
         suppress=list(pick(suppress, "suppress", []) or []), owners=pick(owners, "owners"), decisions=decisions,
         allow_delete=allow_delete or bool(config.get("allow_delete")), xlsx=xlsx or bool(config.get("xlsx")), stages=stages, publish=publish,
+        engine=pick(engine, "engine", "local"), scheduler=pick(scheduler, "scheduler"),
     )
     log.event("start", command=command, inputs=[p.name for p in inputs], pack=opts.pack, target=opts.target or "", dry_run=dry_run)
     if plan:
@@ -382,6 +387,8 @@ def _command(command: str, stages: tuple[str, ...], publish: bool, doc: str) -> 
         log_format: LogFmtOpt = None,
         isolated: IsolatedOpt = False,
         junit: JunitOpt = None,
+        engine: EngineOpt = None,
+        scheduler: SchedulerOpt = None,
     ) -> None:
         values = locals()
         options = {name: values[name] for name in signature(cmd).parameters}  # the command's own options, nothing captured

@@ -12,7 +12,7 @@ from crmclean.errors import UsageError
 from crmclean.rules.yamlsafe import load_yaml_text
 
 KEYS = {"pack": str, "target": str, "source": str, "owners": str, "suppress": list, "encoding": str, "delimiter": str,
-        "log_file": str, "log_format": str, "xlsx": bool, "allow_delete": bool}
+        "log_file": str, "log_format": str, "xlsx": bool, "allow_delete": bool, "engine": str, "scheduler": str}
 
 
 def discover(start: Path | None = None) -> tuple[dict[str, Any], Path | None]:

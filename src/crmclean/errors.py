@@ -18,7 +18,7 @@ class ExitCode(IntEnum):
     USAGE = 2  # usage, config or rule-pack error
     BAD_INPUT = 3  # unreadable or unsafe input
     INVARIANT = 4  # internal invariant violated (conservation ...); nothing published
-    LOCKED = 75  # another run holds the output lock (EX_TEMPFAIL)
+    LOCKED = 75  # another run holds the output lock, or the Dask scheduler is unreachable (EX_TEMPFAIL)
     INTERRUPTED = 130
 
 
@@ -59,6 +59,12 @@ class InputError(CrmcleanError):
     """The input file cannot be read safely (exit 3)."""
 
     exit_code = ExitCode.BAD_INPUT
+
+
+class UnavailableError(CrmcleanError):
+    """A service the run needs (a Dask scheduler) cannot be reached now: retry later (exit 75)."""
+
+    exit_code = ExitCode.LOCKED
 
 
 class InvariantError(CrmcleanError):

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from crmclean.engine import Engine
 from crmclean.errors import InvariantError, UsageError
 from crmclean.io import LoadOptions, RawTable, load_table
 from crmclean.io.mapping import SourceMapping, map_headers, to_canonical
@@ -143,6 +144,8 @@ class RunOptions:
     xlsx: bool = False
     stages: tuple[str, ...] = ("normalize", "validate", "dedupe", "lifecycle")
     publish: bool = True
+    engine: str = "local"  # local | dask (same outputs, byte for byte)
+    scheduler: str | None = None  # a Dask scheduler address; without it a local cluster is started
 
 
 @dataclass
@@ -223,6 +226,13 @@ def metrics(summary: dict[str, Any]) -> dict[str, float]:
 
 def run(opts: RunOptions, progress: Callable[[str], None] | None = None) -> RunResult:
     """load → map → normalize → validate → dedupe & merge → lifecycle → export (pure until publish)."""
+    from crmclean.engine import make_engine
+
+    with make_engine(opts.engine, opts.scheduler) as engine:
+        return _run(opts, engine, progress)
+
+
+def _run(opts: RunOptions, engine: Engine, progress: Callable[[str], None] | None = None) -> RunResult:
     import time
 
     from crmclean.dedupe import DedupeResult, dedupe, read_decisions
@@ -230,7 +240,7 @@ def run(opts: RunOptions, progress: Callable[[str], None] | None = None) -> RunR
     from crmclean.export.targets import load_owners, to_target
     from crmclean.gates import evaluate
     from crmclean.lifecycle import LifecycleContext, lifecycle, load_suppression
-    from crmclean.normalize import NormalizeContext, normalize
+    from crmclean.normalize import NormalizeContext
     from crmclean.validate import validate
 
     say = progress or (lambda _s: None)
@@ -261,7 +271,7 @@ def run(opts: RunOptions, progress: Callable[[str], None] | None = None) -> RunR
     findings: list[pd.DataFrame] = []
     if "normalize" in opts.stages:
         say("normalize")
-        res = normalize(frame, pack, NormalizeContext(loaded.sources))
+        res = engine.normalize(frame, pack, NormalizeContext(loaded.sources))
         frame, changes, findings = res.frame, [res.changes], [res.findings]
     else:
         frame = frame.copy()
@@ -281,7 +291,7 @@ def run(opts: RunOptions, progress: Callable[[str], None] | None = None) -> RunR
     working = frame
     if "dedupe" in opts.stages and pack.get("dedupe", "enabled", default=True) and n:
         say("dedupe")
-        dd = dedupe(frame, loaded.frame, pack, decisions)
+        dd = dedupe(frame, loaded.frame, pack, decisions, engine)
         changes.append(dd.changes)
         working = dd.frame
         cluster_ids = dd.clusters["cluster_id"].to_numpy(dtype=object)

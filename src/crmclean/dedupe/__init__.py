@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from crmclean.dedupe.blocking import RuleEstimate, candidate_pairs, estimate
+from crmclean.dedupe.blocking import RuleEstimate, estimate
 from crmclean.dedupe.cluster import cluster_id, resolve
 from crmclean.dedupe.compare import compare, names_conflict
 from crmclean.dedupe.features import build_features
@@ -28,6 +28,7 @@ from crmclean.dedupe.score import (
     reviewable,
 )
 from crmclean.dedupe.survive import golden_records, rank_members
+from crmclean.engine import LOCAL, Engine
 from crmclean.errors import InputError, UsageError
 from crmclean.model import CHANGE_COLUMNS, RECORD_ID, changes_frame, concat
 from crmclean.rules.packs import Pack
@@ -93,21 +94,23 @@ def read_decisions(path: str | Path) -> pd.DataFrame:
 MAX_PASSES = 3
 
 
-def dedupe(frame: pd.DataFrame, original: pd.DataFrame, pack: Pack, decisions: pd.DataFrame | None = None) -> DedupeResult:
+def dedupe(frame: pd.DataFrame, original: pd.DataFrame, pack: Pack, decisions: pd.DataFrame | None = None,
+           engine: Engine = LOCAL) -> DedupeResult:
     """Deduplicate to a fixed point: after a pass merges, the golden records are compared again.
 
     Resolving a chain-guard conflict can leave a survivor that now plainly matches a record held
     back in the first pass; repeating until a pass merges nothing (at most ``MAX_PASSES``) makes
     ``run`` on its own output merge nothing.
     """
-    result = _dedupe_once(frame, original, pack, decisions)
+    result = _dedupe_once(frame, original, pack, decisions, engine=engine)
     # later passes reuse the fitted model and look only at pairs that touch a record the last
     # pass changed (its survivors): every other pair was already compared with the same values
     touched = frozenset(result.merge_map["survivor_id"])
     for _ in range(MAX_PASSES - 1):
         if not touched:
             break
-        again = _dedupe_once(result.frame, original, pack, decisions, model=result.model, focus=touched, previous=result.features)
+        again = _dedupe_once(result.frame, original, pack, decisions, model=result.model, focus=touched, previous=result.features,
+                             engine=engine)
         if not len(again.merge_map):
             break
         result = _compose(frame, original, result, again)
@@ -160,7 +163,8 @@ def _features(frame: pd.DataFrame, roles: frozenset[str], previous: pd.DataFrame
 
 
 def _dedupe_once(frame: pd.DataFrame, original: pd.DataFrame, pack: Pack, decisions: pd.DataFrame | None = None,
-                 model: Model | None = None, focus: frozenset[str] | None = None, previous: pd.DataFrame | None = None) -> DedupeResult:
+                 model: Model | None = None, focus: frozenset[str] | None = None, previous: pd.DataFrame | None = None,
+                 engine: Engine = LOCAL) -> DedupeResult:
     settings = dedupe_settings(pack)
     n = len(frame)
     ids = frame[RECORD_ID].astype(str).to_numpy(dtype=object)
@@ -178,7 +182,7 @@ def _dedupe_once(frame: pd.DataFrame, original: pd.DataFrame, pack: Pack, decisi
                              hint="tighten the blocking rules or lower dedupe.max_block_size in the pack (see 'crmclean run --plan')")
 
     hot = pd.Series(ids, dtype=object).isin(focus).to_numpy() if focus is not None else None
-    blocks = candidate_pairs(feats, rules, max_block, budget if focus is None else None, hot)
+    blocks = engine.candidate_pairs(feats, rules, max_block, budget if focus is None else None, hot)
     left, right = blocks.left, blocks.right
     # only records of one object type are compared (a lead and a contact are not merged here)
     obj = feats["object"].to_numpy(dtype=object)
@@ -187,7 +191,7 @@ def _dedupe_once(frame: pd.DataFrame, original: pd.DataFrame, pack: Pack, decisi
         keep_pair &= hot[left] | hot[right]
     left, right = left[keep_pair], right[keep_pair]
 
-    cmp = compare(feats, left, right)
+    cmp = engine.compare(feats, left, right)
     if model is None:
         u = estimate_u(feats)
         m, lam = estimate_m(cmp, u)

@@ -56,6 +56,63 @@ def estimate(features: pd.DataFrame, rules: list[dict[str, Any]], max_block: int
     return [_estimate_rule(str(rule["id"]), blocking_keys(features, list(rule["on"]))[1], max_block) for rule in rules]
 
 
+def keyed_rules(features: pd.DataFrame, rules: list[dict[str, Any]]) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(rule id, record positions, block keys) per rule."""
+    return [(str(rule["id"]), *blocking_keys(features, list(rule["on"]))) for rule in rules]
+
+
+def rule_pairs(positions: np.ndarray, keys: np.ndarray, max_block: int,
+               focus: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int]]:
+    """Pairs within each block of one rule, and (keys, pairs, oversized blocks, records in them).
+
+    Exact for any subset of the rows that holds whole blocks — so a distributed engine can run it
+    on each partition after shuffling by block key and add the counts up.
+    """
+    pos, codes = _groups(positions, keys)
+    sizes = np.bincount(codes) if len(codes) else np.zeros(0, dtype=np.int64)
+    if focus is not None and len(codes):
+        hot_blocks = np.zeros(len(sizes), dtype=bool)
+        hot_blocks[codes[focus[pos]]] = True
+        sel = hot_blocks[codes]
+        pos, codes = pos[sel], codes[sel]
+    too_big = sizes > max_block
+    keep = ~too_big[codes] if len(codes) else np.zeros(0, dtype=bool)
+    pos, codes = pos[keep], codes[keep]
+    lefts: list[np.ndarray] = [np.zeros(0, dtype=np.int64)]
+    rights: list[np.ndarray] = [np.zeros(0, dtype=np.int64)]
+    for k in range(1, max_block):
+        if len(codes) <= k:
+            break
+        same = codes[k:] == codes[:-k]
+        if not same.any():
+            break
+        a, b = pos[:-k][same], pos[k:][same]
+        lefts.append(np.minimum(a, b))
+        rights.append(np.maximum(a, b))
+    left, right = np.concatenate(lefts).astype(np.int64), np.concatenate(rights).astype(np.int64)
+    return left, right, (int((sizes > 0).sum()), len(left), int(too_big.sum()), int(sizes[too_big].sum()))
+
+
+def union_pairs(lefts: list[np.ndarray], rights: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct (left < right) pairs over all rules, sorted — the same order whoever made them."""
+    if not lefts:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    left = np.concatenate(lefts).astype(np.int64)
+    right = np.concatenate(rights).astype(np.int64)
+    distinct = left != right
+    left, right = left[distinct], right[distinct]
+    if not len(left):
+        return left, right
+    width = int(right.max()) + 1
+    combined = np.unique(left * width + right)
+    return combined // width, combined % width
+
+
+def check_budget(keyed: list[tuple[str, np.ndarray, np.ndarray]], max_block: int, budget: Callable[[int], None] | None) -> None:
+    if budget is not None:
+        budget(sum(_estimate_rule(rule_id, keys, max_block).pairs for rule_id, _positions, keys in keyed))
+
+
 def candidate_pairs(features: pd.DataFrame, rules: list[dict[str, Any]], max_block: int,
                     budget: Callable[[int], None] | None = None, focus: np.ndarray | None = None) -> BlockingResult:
     """Union of every rule's pairs. ``budget(planned_pairs)`` is called before any pair is made;
@@ -63,38 +120,12 @@ def candidate_pairs(features: pd.DataFrame, rules: list[dict[str, Any]], max_blo
     lefts: list[np.ndarray] = []
     rights: list[np.ndarray] = []
     estimates = []
-    keyed = [(rule, *blocking_keys(features, list(rule["on"]))) for rule in rules]
-    if budget is not None:
-        budget(sum(_estimate_rule(str(rule["id"]), keys, max_block).pairs for rule, _positions, keys in keyed))
-    for rule, positions, keys in keyed:
-        pos, codes = _groups(positions, keys)
-        sizes = np.bincount(codes) if len(codes) else np.zeros(0, dtype=np.int64)
-        if focus is not None and len(codes):
-            hot_blocks = np.zeros(len(sizes), dtype=bool)
-            hot_blocks[codes[focus[pos]]] = True
-            sel = hot_blocks[codes]
-            pos, codes = pos[sel], codes[sel]
-        too_big = sizes > max_block
-        keep = ~too_big[codes] if len(codes) else np.zeros(0, dtype=bool)
-        pos, codes = pos[keep], codes[keep]
-        n_pairs = 0
-        for k in range(1, max_block):
-            if len(codes) <= k:
-                break
-            same = codes[k:] == codes[:-k]
-            if not same.any():
-                break
-            a, b = pos[:-k][same], pos[k:][same]
-            lefts.append(np.minimum(a, b))
-            rights.append(np.maximum(a, b))
-            n_pairs += int(same.sum())
-        estimates.append(RuleEstimate(str(rule["id"]), int((sizes > 0).sum()), n_pairs, int(too_big.sum()), int(sizes[too_big].sum())))
-    if not lefts:
-        return BlockingResult(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), estimates)
-    left = np.concatenate(lefts).astype(np.int64)
-    right = np.concatenate(rights).astype(np.int64)
-    distinct = left != right
-    left, right = left[distinct], right[distinct]
-    combined = np.unique(left * (int(right.max()) + 1) + right) if len(left) else np.zeros(0, dtype=np.int64)
-    width = int(right.max()) + 1 if len(right) else 1
-    return BlockingResult(combined // width, combined % width, estimates)
+    keyed = keyed_rules(features, rules)
+    check_budget(keyed, max_block, budget)
+    for rule_id, positions, keys in keyed:
+        left, right, counts = rule_pairs(positions, keys, max_block, focus)
+        lefts.append(left)
+        rights.append(right)
+        estimates.append(RuleEstimate(rule_id, *counts))
+    left, right = union_pairs(lefts, rights)
+    return BlockingResult(left, right, estimates)

@@ -263,6 +263,19 @@ def _part(i: int) -> StageResult:
     return _normalize_part(frame.iloc[a:b], pack, ctx)
 
 
+def prepare(frame: pd.DataFrame, ctx: NormalizeContext, parallel: bool) -> NormalizeContext:
+    """Decide what depends on whole columns (each date column's day/month order) before the
+    rows are split into parts."""
+    file_of = frame[SOURCE_FILE].to_numpy(dtype=object)
+    orders = dict(ctx.date_orders)
+    for src in pd.unique(file_of):
+        info = ctx.sources.get(src, SourceInfo())
+        in_file = file_of == src
+        for c in DATE_FIELDS:
+            orders.setdefault((str(src), c), _date_order(info, frame.loc[in_file, c]))
+    return NormalizeContext(sources=ctx.sources, date_orders=orders, parallel=parallel)
+
+
 def normalize(frame: pd.DataFrame, pack: Pack, ctx: NormalizeContext, workers: int | None = None) -> StageResult:
     """Apply the pack's normalizers to a canonical frame (pure: returns a new frame).
 
@@ -272,14 +285,8 @@ def normalize(frame: pd.DataFrame, pack: Pack, ctx: NormalizeContext, workers: i
     fixed order, so the result is identical to a single-process run (a test proves it).
     """
     workers = _workers() if workers is None else workers
-    file_of = frame[SOURCE_FILE].to_numpy(dtype=object)
-    orders = dict(ctx.date_orders)
-    for src in pd.unique(file_of):
-        info = ctx.sources.get(src, SourceInfo())
-        in_file = file_of == src
-        for c in DATE_FIELDS:
-            orders.setdefault((str(src), c), _date_order(info, frame.loc[in_file, c]))
-    ctx = NormalizeContext(sources=ctx.sources, date_orders=orders, parallel=ctx.parallel)
+    ctx = prepare(frame, ctx, ctx.parallel)
+    orders = ctx.date_orders
     if workers < 2 or len(frame) < PARALLEL_ROWS or not ctx.parallel:
         return _finish(_normalize_part(frame, pack, ctx))
     import multiprocessing
