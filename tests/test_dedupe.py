@@ -230,3 +230,25 @@ def test_accuracy_on_the_labelled_generator():
     truth = pd.DataFrame([{"record_id": r.rid, "entity_id": r.eid, "group": data.entities[r.eid].group} for r in data.records])
     acc = dedupe_accuracy(res.clusters, truth)
     assert acc["precision"] >= 0.995 and acc["recall"] >= 0.93, acc
+
+
+def test_budget_tightens_the_block_limit_to_fit_or_refuses() -> None:
+    from crmclean.dedupe import fit_budget
+    from crmclean.dedupe.blocking import fit_block_size, planned_pairs
+    from crmclean.errors import UsageError
+
+    rng = np.random.default_rng(5)
+    keys = rng.zipf(1.6, 20_000).astype(str).astype(object)  # a few huge blocks, many small ones
+    keyed = [("r1", np.arange(len(keys)), keys), ("r2", np.arange(len(keys)), np.roll(keys, 7))]
+    full = planned_pairs(keyed, 60)
+    budget = full // 3
+    limit = fit_block_size(keyed, 60, budget)
+    assert 2 <= limit < 60
+    assert planned_pairs(keyed, limit) <= budget < planned_pairs(keyed, limit + 1)
+    assert fit_budget(keyed, 60, budget, "tighten") == limit
+    assert fit_budget(keyed, 60, full, "refuse") == 60  # within budget: untouched
+    assert fit_budget(keyed, 60, budget, "warn") == 60
+    with pytest.raises(UsageError, match="budget"):
+        fit_budget(keyed, 60, budget, "refuse")
+    with pytest.raises(UsageError, match="budget"):
+        fit_budget(keyed, 60, 0, "tighten")  # not even pairs of two fit

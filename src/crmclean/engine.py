@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -30,7 +29,7 @@ import pandas as pd
 from crmclean.errors import UnavailableError, UsageError
 
 if TYPE_CHECKING:
-    from crmclean.dedupe.blocking import BlockingResult
+    from crmclean.dedupe.blocking import BlockingResult, Budget
     from crmclean.dedupe.compare import Comparison
     from crmclean.model import StageResult
     from crmclean.normalize import NormalizeContext
@@ -59,7 +58,7 @@ class Engine:
         return normalize(frame, pack, ctx)
 
     def candidate_pairs(self, features: pd.DataFrame, rules: list[dict[str, Any]], max_block: int,
-                        budget: Callable[[int], None] | None = None, focus: np.ndarray | None = None) -> BlockingResult:
+                        budget: Budget | None = None, focus: np.ndarray | None = None) -> BlockingResult:
         from crmclean.dedupe.blocking import candidate_pairs
 
         return candidate_pairs(features, rules, max_block, budget, focus)
@@ -127,7 +126,7 @@ class DaskEngine(Engine):
         return _finish(_merge(results))
 
     def candidate_pairs(self, features: pd.DataFrame, rules: list[dict[str, Any]], max_block: int,
-                        budget: Callable[[int], None] | None = None, focus: np.ndarray | None = None) -> BlockingResult:
+                        budget: Budget | None = None, focus: np.ndarray | None = None) -> BlockingResult:
         import dask.dataframe as dd
         from dask.delayed import delayed
 
@@ -140,7 +139,7 @@ class DaskEngine(Engine):
         )
 
         keyed = keyed_rules(features, rules)
-        check_budget(keyed, max_block, budget)
+        max_block = check_budget(keyed, max_block, budget)
         focus_ = delayed(focus, pure=True)
         tasks = []
         for _rule_id, positions, keys in keyed:
@@ -162,7 +161,7 @@ class DaskEngine(Engine):
             counts = np.sum([d[2] for d in done], axis=0) if done else np.zeros(4, dtype=np.int64)
             estimates.append(RuleEstimate(rule_id, *(int(x) for x in counts)))
         left, right = union_pairs(lefts, rights)
-        return BlockingResult(left, right, estimates)
+        return BlockingResult(left, right, estimates, max_block)
 
     def compare(self, features: pd.DataFrame, left: np.ndarray, right: np.ndarray) -> Comparison:
         from dask.delayed import delayed

@@ -480,6 +480,7 @@ def _run(opts: RunOptions, engine: Engine, progress: Callable[[str], None] | Non
         "fill_rate_after": fill_after,
         "dedupe": {
             "candidate_pairs": dd.candidate_pairs if dd else 0,
+            "max_block_size": dd.max_block if dd else 0,
             "auto_merge_pairs": dd.auto_pairs if dd else 0,
             "review_pairs": len(dd.review) if dd else 0,
             "blocking": [{"rule": r.rule_id, "pairs": r.pairs, "oversized_blocks": r.oversized_blocks, "records_in_oversized_blocks": r.records_in_oversized} for r in dd.rules] if dd else [],

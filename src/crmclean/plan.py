@@ -19,7 +19,7 @@ def estimate_run(opts: RunOptions) -> dict[str, Any]:
     pack = load_pack(opts.pack, expect="rules")
     loaded = load_inputs(opts.inputs, opts.load, opts.source)
     frame = normalize(loaded.frame, pack, NormalizeContext(loaded.sources)).frame
-    rules = plan(frame, pack)
+    rules, limit = plan(frame, pack)
     settings = dedupe_settings(pack)
     pairs = sum(r.pairs for r in rules)
     cells = len(frame) * len(frame.columns)
@@ -32,6 +32,8 @@ def estimate_run(opts: RunOptions) -> dict[str, Any]:
         "max_pairs": int(settings["max_pairs"]),  # type: ignore[call-overload]
         "over_budget": pairs > int(settings["max_pairs"]),  # type: ignore[call-overload]
         "estimated_peak_mb": int(peak),
+        "max_block_size": int(settings["max_block_size"]),  # type: ignore[call-overload]
+        "max_block_size_used": limit,
         "blocking": [{"rule": r.rule_id, "pairs": r.pairs, "oversized_blocks": r.oversized_blocks,
                       "records_in_oversized_blocks": r.records_in_oversized} for r in rules],
     }

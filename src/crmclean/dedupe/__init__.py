@@ -14,7 +14,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from crmclean.dedupe.blocking import RuleEstimate, estimate
+from crmclean.dedupe.blocking import (
+    Keyed,
+    RuleEstimate,
+    _estimate_rule,
+    fit_block_size,
+    keyed_rules,
+    planned_pairs,
+)
 from crmclean.dedupe.cluster import cluster_id, resolve
 from crmclean.dedupe.compare import compare, names_conflict
 from crmclean.dedupe.features import build_features
@@ -50,22 +57,47 @@ class DedupeResult:
     auto_pairs: int = 0
     model: Model | None = None
     features: pd.DataFrame | None = None
+    max_block: int = 0  # block-size limit used (the pack's, or tightened to fit the pair budget)
 
 
 def dedupe_settings(pack: Pack) -> dict[str, object]:
     d = dict(pack.data.get("dedupe", {}))
     d.setdefault("max_block_size", 60)
     d.setdefault("max_pairs", 20_000_000)
-    d.setdefault("budget_action", "refuse")
+    d.setdefault("budget_action", "tighten")
     d.setdefault("thresholds", {"auto_merge": 0.995, "review": 0.8})
     return d
 
 
-def plan(frame: pd.DataFrame, pack: Pack) -> list[RuleEstimate]:
-    """Candidate pairs per blocking rule, before any pair is generated (``run --plan``)."""
+def fit_budget(keyed: Keyed, limit: int, max_pairs: int, action: str) -> int:
+    """The block-size limit a run uses under the pack's pair budget.
+
+    ``tighten`` lowers the limit until the planned pairs fit (records in the blocks it drops
+    still meet through the other rules, and ``summary.json`` says which limit was used);
+    ``refuse`` stops the run; ``warn`` goes ahead. Nothing thrashes: pairs are planned first.
+    """
+    planned = planned_pairs(keyed, limit)
+    if planned <= max_pairs or action == "warn":
+        return limit
+    fitted = fit_block_size(keyed, limit, max_pairs) if action == "tighten" else 0
+    if fitted >= 2:
+        return fitted
+    raise UsageError("E-DEDUPE-BUDGET", f"blocking would compare {planned:,} candidate pairs, over the budget of {max_pairs:,}",
+                     hint="tighten the blocking rules or lower dedupe.max_block_size in the pack (see 'crmclean run --plan')")
+
+
+def plan(frame: pd.DataFrame, pack: Pack) -> tuple[list[RuleEstimate], int]:
+    """Candidate pairs per blocking rule before any pair is generated, and the block-size limit
+    the run would use (``run --plan``)."""
     settings = dedupe_settings(pack)
     roles = frozenset(pack.get("normalize", "email", "role_locals", default=[]))
-    return estimate(build_features(frame, roles), list(settings["blocking"]), int(settings["max_block_size"]))  # type: ignore[call-overload]
+    keyed = keyed_rules(build_features(frame, roles), list(settings["blocking"]))  # type: ignore[call-overload]
+    limit = int(settings["max_block_size"])  # type: ignore[call-overload]
+    try:
+        limit = fit_budget(keyed, limit, int(settings["max_pairs"]), str(settings["budget_action"]))  # type: ignore[call-overload]
+    except UsageError:
+        pass  # the plan reports the overrun; the run refuses it
+    return [_estimate_rule(rule_id, keys, limit) for rule_id, _p, keys in keyed], limit
 
 
 def read_decisions(path: str | Path) -> pd.DataFrame:
@@ -110,7 +142,7 @@ def dedupe(frame: pd.DataFrame, original: pd.DataFrame, pack: Pack, decisions: p
         if not touched:
             break
         again = _dedupe_once(result.frame, original, pack, decisions, model=result.model, focus=touched, previous=result.features,
-                             engine=engine)
+                             engine=engine, block_limit=result.max_block)
         if not len(again.merge_map):
             break
         result = _compose(frame, original, result, again)
@@ -139,7 +171,8 @@ def _compose(frame: pd.DataFrame, original: pd.DataFrame, first: DedupeResult, s
     return DedupeResult(frame=second.frame, clusters=pd.DataFrame({"record_id": ids, "cluster_id": cids}), merge_map=merge_map,
                         losers=losers, review=second.review, changes=concat([first.changes, second.changes], CHANGE_COLUMNS),
                         candidate_pairs=first.candidate_pairs + second.candidate_pairs, rules=first.rules,
-                        auto_pairs=first.auto_pairs + second.auto_pairs, model=second.model, features=second.features)
+                        auto_pairs=first.auto_pairs + second.auto_pairs, model=second.model, features=second.features,
+                        max_block=first.max_block)
 
 
 def _features(frame: pd.DataFrame, roles: frozenset[str], previous: pd.DataFrame | None, focus: frozenset[str] | None) -> pd.DataFrame:
@@ -164,7 +197,7 @@ def _features(frame: pd.DataFrame, roles: frozenset[str], previous: pd.DataFrame
 
 def _dedupe_once(frame: pd.DataFrame, original: pd.DataFrame, pack: Pack, decisions: pd.DataFrame | None = None,
                  model: Model | None = None, focus: frozenset[str] | None = None, previous: pd.DataFrame | None = None,
-                 engine: Engine = LOCAL) -> DedupeResult:
+                 engine: Engine = LOCAL, block_limit: int = 0) -> DedupeResult:
     settings = dedupe_settings(pack)
     n = len(frame)
     ids = frame[RECORD_ID].astype(str).to_numpy(dtype=object)
@@ -176,12 +209,12 @@ def _dedupe_once(frame: pd.DataFrame, original: pd.DataFrame, pack: Pack, decisi
     max_block = int(settings["max_block_size"])  # type: ignore[call-overload]
     max_pairs = int(settings["max_pairs"])  # type: ignore[call-overload]
 
-    def budget(planned: int) -> None:
-        if planned > max_pairs and settings["budget_action"] == "refuse":
-            raise UsageError("E-DEDUPE-BUDGET", f"blocking would compare {planned:,} candidate pairs, over the budget of {max_pairs:,}",
-                             hint="tighten the blocking rules or lower dedupe.max_block_size in the pack (see 'crmclean run --plan')")
+    def budget(keyed: Keyed, limit: int) -> int:
+        return fit_budget(keyed, limit, max_pairs, str(settings["budget_action"]))
 
     hot = pd.Series(ids, dtype=object).isin(focus).to_numpy() if focus is not None else None
+    if block_limit:  # a later pass keeps the limit the first pass settled on
+        max_block = block_limit
     blocks = engine.candidate_pairs(feats, rules, max_block, budget if focus is None else None, hot)
     left, right = blocks.left, blocks.right
     # only records of one object type are compared (a lead and a contact are not merged here)
@@ -341,7 +374,7 @@ def _dedupe_once(frame: pd.DataFrame, original: pd.DataFrame, pack: Pack, decisi
         review_df = review_df.sort_values(["left_id", "right_id"], kind="mergesort").reset_index(drop=True)
     return DedupeResult(frame=out, clusters=clusters, merge_map=merge_map, losers=losers, review=review_df,
                         changes=concat(changes, CHANGE_COLUMNS), candidate_pairs=len(left), rules=blocks.rules,
-                        auto_pairs=int(auto.sum()), model=model, features=feats)
+                        auto_pairs=int(auto.sum()), model=model, features=feats, max_block=blocks.max_block)
 
 
 def _fmt_weight(w: float) -> str:

@@ -32,6 +32,7 @@ class BlockingResult:
     left: np.ndarray  # record positions, left < right
     right: np.ndarray
     rules: list[RuleEstimate] = field(default_factory=list)
+    max_block: int = 0  # the block-size limit used (the pack's, or tightened to fit the budget)
 
     @property
     def pairs(self) -> int:
@@ -49,11 +50,6 @@ def _estimate_rule(rule_id: str, keys: np.ndarray, max_block: int) -> RuleEstima
     ok = sizes[sizes <= max_block]
     big = sizes[sizes > max_block]
     return RuleEstimate(rule_id, len(sizes), int((ok * (ok - 1) // 2).sum()), len(big), int(big.sum()))
-
-
-def estimate(features: pd.DataFrame, rules: list[dict[str, Any]], max_block: int) -> list[RuleEstimate]:
-    """Candidate pairs each rule would generate, before generating any."""
-    return [_estimate_rule(str(rule["id"]), blocking_keys(features, list(rule["on"]))[1], max_block) for rule in rules]
 
 
 def keyed_rules(features: pd.DataFrame, rules: list[dict[str, Any]]) -> list[tuple[str, np.ndarray, np.ndarray]]:
@@ -108,24 +104,46 @@ def union_pairs(lefts: list[np.ndarray], rights: list[np.ndarray]) -> tuple[np.n
     return combined // width, combined % width
 
 
-def check_budget(keyed: list[tuple[str, np.ndarray, np.ndarray]], max_block: int, budget: Callable[[int], None] | None) -> None:
-    if budget is not None:
-        budget(sum(_estimate_rule(rule_id, keys, max_block).pairs for rule_id, _positions, keys in keyed))
+Keyed = list[tuple[str, np.ndarray, np.ndarray]]
+Budget = Callable[[Keyed, int], int]  # (keyed rules, block-size limit) -> the limit to use (or raise)
+
+
+def check_budget(keyed: Keyed, max_block: int, budget: Budget | None) -> int:
+    return budget(keyed, max_block) if budget is not None else max_block
+
+
+def planned_pairs(keyed: Keyed, max_block: int) -> int:
+    return sum(_estimate_rule(rule_id, keys, max_block).pairs for rule_id, _positions, keys in keyed)
+
+
+def fit_block_size(keyed: Keyed, max_block: int, max_pairs: int) -> int:
+    """The largest block-size limit ≤ ``max_block`` whose planned pairs fit ``max_pairs`` (0: none).
+
+    Planned pairs grow with the limit (a block of s records gives s(s-1)/2 pairs when s ≤ limit),
+    so the limit is found from the block-size histogram without generating a pair.
+    """
+    sizes = np.sort(np.concatenate([pd.Series(keys).value_counts().to_numpy() for _r, _p, keys in keyed] or [np.zeros(0, dtype=np.int64)]))
+    cum = np.concatenate([[0], np.cumsum(sizes * (sizes - 1) // 2)])
+    for limit in range(max_block, 1, -1):
+        if int(cum[np.searchsorted(sizes, limit, side="right")]) <= max_pairs:
+            return limit
+    return 0
 
 
 def candidate_pairs(features: pd.DataFrame, rules: list[dict[str, Any]], max_block: int,
-                    budget: Callable[[int], None] | None = None, focus: np.ndarray | None = None) -> BlockingResult:
-    """Union of every rule's pairs. ``budget(planned_pairs)`` is called before any pair is made;
-    with ``focus`` (a mask of records) only blocks holding a focus record yield pairs."""
+                    budget: Budget | None = None, focus: np.ndarray | None = None) -> BlockingResult:
+    """Union of every rule's pairs. ``budget(keyed, max_block)`` is asked before any pair is made
+    and returns the block-size limit to use; with ``focus`` (a mask of records) only blocks
+    holding a focus record yield pairs."""
     lefts: list[np.ndarray] = []
     rights: list[np.ndarray] = []
     estimates = []
     keyed = keyed_rules(features, rules)
-    check_budget(keyed, max_block, budget)
+    max_block = check_budget(keyed, max_block, budget)
     for rule_id, positions, keys in keyed:
         left, right, counts = rule_pairs(positions, keys, max_block, focus)
         lefts.append(left)
         rights.append(right)
         estimates.append(RuleEstimate(rule_id, *counts))
     left, right = union_pairs(lefts, rights)
-    return BlockingResult(left, right, estimates)
+    return BlockingResult(left, right, estimates, max_block)

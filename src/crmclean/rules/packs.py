@@ -197,7 +197,7 @@ RULES_SCHEMA = Map(
                 "enabled": Bool(),
                 "max_block_size": Num(2, 100_000, integer=True),
                 "max_pairs": Num(1, 10**11, integer=True),
-                "budget_action": Enum("warn", "refuse"),
+                "budget_action": Enum("tighten", "refuse", "warn"),
                 "blocking": ListOf(Map({"id": NAME, "on": ListOf(Enum(
                     "email", "phone_any", "mobile", "last_name", "last_name_phonetic", "first_name_canonical",
                     "first_initial", "city", "zip5", "street_key", "company_key", "email_local", "full_name_sorted"), 1)},
