@@ -252,3 +252,18 @@ def test_budget_tightens_the_block_limit_to_fit_or_refuses() -> None:
         fit_budget(keyed, 60, budget, "refuse")
     with pytest.raises(UsageError, match="budget"):
         fit_budget(keyed, 60, 0, "tighten")  # not even pairs of two fit
+
+
+def test_comparison_in_chunks_equals_one_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    import crmclean.engine as engine
+    from crmclean.dedupe.compare import compare
+
+    frame = canonical([BASE, {**BASE, "first_name": "Bob", "email": ""}, {**BASE, "last_name": "Smyth"}, {**BASE, "first_name": "Carol"}])
+    f = build_features(frame)
+    left, right = np.array([0, 0, 0, 1, 1, 2]), np.array([1, 2, 3, 2, 3, 3])
+    whole = compare(f, left, right)
+    monkeypatch.setattr(engine, "COMPARE_CHUNK", 4)
+    chunked = engine.Engine().compare(f, left, right)
+    for c, lv in whole.levels.items():
+        assert (chunked.levels[c] == lv).all(), c
+    assert (chunked.swapped == whole.swapped).all() and (chunked.known_typo == whole.known_typo).all()

@@ -64,11 +64,16 @@ class Engine:
         return candidate_pairs(features, rules, max_block, budget, focus)
 
     def compare(self, features: pd.DataFrame, left: np.ndarray, right: np.ndarray) -> Comparison:
-        from crmclean.dedupe.compare import compare
+        """In chunks of ``COMPARE_CHUNK`` pairs: the transient arrays of one chunk, not of 20M pairs."""
+        from crmclean.dedupe.compare import compare, concat_comparisons
 
-        return compare(features, left, right)
+        if len(left) <= COMPARE_CHUNK:
+            return compare(features, left, right)
+        return concat_comparisons([compare(features, left[a:a + COMPARE_CHUNK], right[a:a + COMPARE_CHUNK])
+                                   for a in range(0, len(left), COMPARE_CHUNK)])
 
 
+COMPARE_CHUNK = 2_000_000
 LOCAL = Engine()
 
 
@@ -166,21 +171,15 @@ class DaskEngine(Engine):
     def compare(self, features: pd.DataFrame, left: np.ndarray, right: np.ndarray) -> Comparison:
         from dask.delayed import delayed
 
-        from crmclean.dedupe.compare import Comparison, compare
+        from crmclean.dedupe.compare import compare, concat_comparisons
 
         if len(left) < 2:
             return compare(features, left, right)
         [feats] = self.client.scatter([features], broadcast=True)
-        bounds = np.linspace(0, len(left), min(self.partitions, len(left)) + 1).astype(int).tolist()
+        parts = max(self.partitions, -(-len(left) // COMPARE_CHUNK))
+        bounds = np.linspace(0, len(left), min(parts, len(left)) + 1).astype(int).tolist()
         chunks = self._run([delayed(compare, pure=True)(feats, left[a:b], right[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)])
-        return Comparison(
-            levels={c: np.concatenate([ch.levels[c] for ch in chunks]) for c in chunks[0].levels},
-            **{name: np.concatenate([getattr(ch, name) for ch in chunks]) for name in COMPARISON_ARRAYS},
-        )
-
-
-COMPARISON_ARRAYS = ("swapped", "suffix_conflict", "suffix_one_side", "email_personal", "phone_personal",
-                     "first_related", "known_typo", "initial_unknown")
+        return concat_comparisons(chunks)
 
 
 def _block_part(rows: pd.DataFrame, max_block: int, focus: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -7,7 +7,7 @@ vectorised, both cores), never a Python loop per pair.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -42,6 +42,13 @@ class Comparison:
     first_related: np.ndarray  # nickname relation strength 0..2 (for the guards)
     known_typo: np.ndarray  # two real names one edit apart (Carl/Carol): different unless the mailbox is shared
     initial_unknown: np.ndarray  # same first letter, at least one spelling not a real name (a garbled name)
+
+
+def concat_comparisons(parts: list[Comparison]) -> Comparison:
+    """One comparison from comparisons of consecutive chunks of the pair list."""
+    arrays = [f.name for f in fields(Comparison) if f.name != "levels"]
+    return Comparison(levels={c: np.concatenate([p.levels[c] for p in parts]) for c in parts[0].levels},
+                      **{name: np.concatenate([getattr(p, name) for p in parts]) for name in arrays})
 
 
 def _jw(a: np.ndarray, b: np.ndarray) -> np.ndarray:
