@@ -33,6 +33,11 @@ def peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def worker_peak_mb() -> float:
+    """The largest finished child process (the normalize workers, which fork from the main one)."""
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
 def make_data(size: int, seed: int) -> tuple[Path, Path]:
     from bench.synth import generate, write_csv, write_truth
 
@@ -125,6 +130,7 @@ def one(size: int, seed: int, stages: list[str], engine: str) -> dict[str, objec
         out["run_rows_per_s"] = int(records / total)
         out["run_vs_floor"] = round(total / out["floor_pandas_read_write_s"], 1)  # type: ignore[operator]
         out["peak_mb"] = round(peak_mb())
+    out["worker_peak_mb"] = round(worker_peak_mb())
     return out
 
 

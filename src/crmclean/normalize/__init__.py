@@ -272,7 +272,8 @@ def prepare(frame: pd.DataFrame, ctx: NormalizeContext, parallel: bool) -> Norma
         info = ctx.sources.get(src, SourceInfo())
         in_file = file_of == src
         for c in DATE_FIELDS:
-            orders.setdefault((str(src), c), _date_order(info, frame.loc[in_file, c]))
+            if (str(src), c) not in orders:  # on the values the date step will see (tidied)
+                orders[(str(src), c)] = _date_order(info, pd.Series(_tidy_column(frame.loc[in_file, c]), dtype=object))
     return NormalizeContext(sources=ctx.sources, date_orders=orders, parallel=parallel)
 
 
