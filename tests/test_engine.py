@@ -72,3 +72,6 @@ def test_engine_flags_are_checked(tmp_path: Path) -> None:
     assert res.exit_code == 2 and "E-ENGINE" in res.output
     res = runner.invoke(app, ["run", str(inputs[0]), "-o", str(tmp_path / "o"), "--isolated", "--scheduler", "tcp://127.0.0.1:9"])
     assert res.exit_code == 2 and "--engine dask" in res.output
+    for bad in ("foo", "http://[::1", "tcp://host", "tcp://a b:1"):
+        res = runner.invoke(app, ["run", str(inputs[0]), "-o", str(tmp_path / "o"), "--isolated", "--engine", "dask", "--scheduler", bad])
+        assert res.exit_code == 2 and "E-SCHEDULER-ADDRESS" in res.output and "Traceback" not in res.output, bad

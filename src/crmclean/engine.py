@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -89,6 +90,9 @@ class DaskEngine(Engine):
             raise UsageError("E-ENGINE-MISSING", "the dask engine needs the 'dask' extra, which is not installed",
                              hint="pip install 'crmclean[dask]'") from exc
         self.cluster: Any = None
+        if scheduler and not _ADDRESS.fullmatch(scheduler):
+            raise UsageError("E-SCHEDULER-ADDRESS", "--scheduler is not a Dask scheduler address",
+                             hint="write it as tcp://HOST:PORT (or tls://HOST:PORT), e.g. tcp://10.0.0.5:8786")
         try:
             if scheduler:
                 timeout = os.environ.get("CRMCLEAN_DASK_TIMEOUT", "15")
@@ -97,7 +101,7 @@ class DaskEngine(Engine):
                 self.cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
                                             dashboard_address=None, silence_logs=logging.ERROR)
                 self.client = Client(self.cluster, set_as_default=False)
-        except (OSError, TimeoutError) as exc:
+        except (OSError, TimeoutError, ValueError) as exc:
             self.close()
             raise UnavailableError("E-SCHEDULER-UNREACHABLE", f"could not reach the Dask scheduler at {scheduler or 'a local cluster'}",
                                    hint="check the address (tcp://HOST:8786) and that the scheduler is running, or omit --scheduler") from exc
@@ -187,6 +191,9 @@ def _block_part(rows: pd.DataFrame, max_block: int, focus: np.ndarray | None) ->
 
     left, right, counts = rule_pairs(rows["p"].to_numpy(dtype=np.int64), rows["k"].to_numpy(dtype=object), max_block, focus)
     return left, right, np.asarray(counts, dtype=np.int64)
+
+
+_ADDRESS = re.compile(r"(?:(?:tcp|tls)://)?(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9.-]*):\d{1,5}")
 
 
 def _number(text: str) -> bool:
