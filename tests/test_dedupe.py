@@ -17,6 +17,7 @@ from crmclean.dedupe.compare import (
     first_level_one,
     last_level,
     last_level_one,
+    names_conflict,
 )
 from crmclean.dedupe.features import build_features
 from crmclean.dedupe.nicknames import _table, known_names, related, related_many
@@ -267,3 +268,17 @@ def test_comparison_in_chunks_equals_one_pass(monkeypatch: pytest.MonkeyPatch) -
     for c, lv in whole.levels.items():
         assert (chunked.levels[c] == lv).all(), c
     assert (chunked.swapped == whole.swapped).all() and (chunked.known_typo == whole.known_typo).all()
+
+
+def test_common_nicknames_missing_upstream_are_supplemented() -> None:
+    assert related("barbara", "barb") == 2 and related("katherine", "katie") == 2 and related("catherine", "kate") == 2
+    assert related("barbara", "kate") == 0
+
+
+def test_swapped_names_with_a_multi_word_surname() -> None:
+    a = {**BASE, "first_name": "Ryan", "last_name": "de la Cruz"}
+    b = {**BASE, "first_name": "de la Cruz", "last_name": "Ryan", "email": ""}
+    f = build_features(canonical([a, b]))
+    cmp = compare(f, np.array([0]), np.array([1]))
+    assert cmp.swapped[0] and cmp.levels["first_name"][0] == 4 and cmp.levels["last_name"][0] == 3
+    assert not names_conflict("ryan", "de la cruz", True, "de", "ryan", False, "ryan", "de la cruz")

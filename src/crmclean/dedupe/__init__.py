@@ -278,6 +278,7 @@ def _dedupe_once(frame: pd.DataFrame, original: pd.DataFrame, pack: Pack, decisi
             cmp = compare(feats, left, right)
 
     fn = feats["fn_first"].to_numpy(dtype=object)
+    full = feats["fn"].to_numpy(dtype=object)
     ln = feats["ln"].to_numpy(dtype=object)
     known = feats["fn_known"].to_numpy(dtype=bool)
     sfx = feats["suffix"].to_numpy(dtype=object)
@@ -291,7 +292,7 @@ def _dedupe_once(frame: pd.DataFrame, original: pd.DataFrame, pack: Pack, decisi
             return bool(comp[i] and comp[j] and comp[i] != comp[j])
         if sfx[i] and sfx[j] and sfx[i] != sfx[j]:
             return True
-        return names_conflict(fn[i], ln[i], bool(known[i]), fn[j], ln[j], bool(known[j]))
+        return names_conflict(fn[i], ln[i], bool(known[i]), fn[j], ln[j], bool(known[j]), full[i], full[j])
 
     a_idx = np.flatnonzero(auto)
     labels, refused = resolve(n, left[a_idx], right[a_idx], prob[a_idx], conflict)

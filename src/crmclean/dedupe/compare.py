@@ -105,7 +105,7 @@ def _on_pairs(ca: np.ndarray, cb: np.ndarray, fn: Any) -> np.ndarray:
 
 def compare(f: pd.DataFrame, left: np.ndarray, right: np.ndarray, crossed: bool = True) -> Comparison:
     n = len(left)
-    names = _Vocab(f, ("fn_first", "ln"))
+    names = _Vocab(f, ("fn_first", "ln", "fn"))
     nv, nblank = names.values, names.blank
     known_v = pd.Series(nv).isin(known_names()).to_numpy()
     no_known = np.zeros(len(nv), dtype=bool)
@@ -123,6 +123,8 @@ def compare(f: pd.DataFrame, left: np.ndarray, right: np.ndarray, crossed: bool 
 
     fl, fr = ncol("fn_first")
     ll, lr = ncol("ln")
+    # the whole first-name field: where names are swapped, it holds a (perhaps multi-word) surname
+    ffl, ffr = ncol("fn")
     missing_fn = nblank[fl] | nblank[fr]
     missing_ln = nblank[ll] | nblank[lr]
     kl, kr = known_v[fl], known_v[fr]
@@ -137,8 +139,8 @@ def compare(f: pd.DataFrame, left: np.ndarray, right: np.ndarray, crossed: bool 
     cross_last = np.zeros(n, dtype=np.int8)
     cand = np.flatnonzero(~missing_fn & ~missing_ln & (fl != ll) & ((first < 2) | (last < 1))) if crossed else np.zeros(0, dtype=np.int64)
     if len(cand):
-        b_first, b_last = first_on(fl[cand], lr[cand], True, False), last_on(ll[cand], fr[cand])
-        a_first, a_last = first_on(ll[cand], fr[cand], False, True), last_on(fl[cand], lr[cand])
+        b_first, b_last = first_on(fl[cand], lr[cand], True, False), last_on(ll[cand], ffr[cand])
+        a_first, a_last = first_on(ll[cand], fr[cand], False, True), last_on(ffl[cand], lr[cand])
         use_b = (b_first >= 2) & (b_last >= 2)
         cross_first[cand] = np.where(use_b, b_first, a_first)
         cross_last[cand] = np.where(use_b, b_last, a_last)
@@ -307,11 +309,13 @@ def last_level_one(a: str, b: str) -> int:
     return 1 if jw >= 0.85 else 0
 
 
-def names_conflict(fa: str, la: str, ka: bool, fb: str, lb: str, kb: bool) -> bool:
+def names_conflict(fa: str, la: str, ka: bool, fb: str, lb: str, kb: bool, full_a: str = "", full_b: str = "") -> bool:
     """Two records whose first names say they are *clearly* different people.
 
     Looser than the pair guard on purpose: two typo variants of one name (Btety, Beuty) do
-    not conflict; two real names (Carl, Carol) or plainly different names do.
+    not conflict; two real names (Carl, Carol) or plainly different names do. ``full_a`` /
+    ``full_b`` are the whole first-name fields (a swapped record holds a surname such as
+    "de la Cruz" there); the first word is used when they are not given.
     """
     if not fa or not fb:
         return False
@@ -319,8 +323,8 @@ def names_conflict(fa: str, la: str, ka: bool, fb: str, lb: str, kb: bool) -> bo
     if straight >= 1:
         return False
     if la and lb and (
-        (first_level_one(fa, lb, ka, False) >= 2 and last_level_one(la, fb) >= 2)  # B is swapped
-        or (first_level_one(la, fb, False, kb) >= 2 and last_level_one(fa, lb) >= 2)  # A is swapped
+        (first_level_one(fa, lb, ka, False) >= 2 and last_level_one(la, full_b or fb) >= 2)  # B is swapped
+        or (first_level_one(la, fb, False, kb) >= 2 and last_level_one(full_a or fa, lb) >= 2)  # A is swapped
     ):
         return False
     if ka and kb:
