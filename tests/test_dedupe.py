@@ -282,3 +282,16 @@ def test_swapped_names_with_a_multi_word_surname() -> None:
     cmp = compare(f, np.array([0]), np.array([1]))
     assert cmp.swapped[0] and cmp.levels["first_name"][0] == 4 and cmp.levels["last_name"][0] == 3
     assert not names_conflict("ryan", "de la cruz", True, "de", "ryan", False, "ryan", "de la cruz")
+
+
+def test_garbled_first_name_without_email_needs_a_close_spelling() -> None:
+    from crmclean.dedupe.score import guard
+
+    home = {**BASE, "first_name": "Louis", "last_name": "Thompson", "email": ""}
+    rows = [home, {**home, "first_name": "Loias"}, {**home, "first_name": "Lxqwz"}]
+    f = build_features(canonical(rows))
+    cmp = compare(f, np.array([0, 0]), np.array([1, 2]))
+    ok, why = guard(cmp)
+    assert cmp.initial_unknown.all()
+    assert ok[0]  # a typo of one name: same phone, address and surname
+    assert not ok[1] and why[1] == "FIRST_NAME_DIFFERS"  # same initial only: a housemate, not a typo

@@ -42,6 +42,7 @@ class Comparison:
     first_related: np.ndarray  # nickname relation strength 0..2 (for the guards)
     known_typo: np.ndarray  # two real names one edit apart (Carl/Carol): different unless the mailbox is shared
     initial_unknown: np.ndarray  # same first letter, at least one spelling not a real name (a garbled name)
+    garbled_close: np.ndarray  # such a garbled pair within two edits (Louis/Loias; not Jane/Jhon)
 
 
 def concat_comparisons(parts: list[Comparison]) -> Comparison:
@@ -157,6 +158,10 @@ def compare(f: pd.DataFrame, left: np.ndarray, right: np.ndarray, crossed: bool 
     first[missing_fn] = -1
     last[missing_ln] = -1
     initial_unknown &= ~missing_fn
+    garbled_close = np.zeros(n, dtype=bool)
+    gi = np.flatnonzero(initial_unknown)
+    if len(gi):
+        garbled_close[gi] = _on_pairs(fl[gi], fr[gi], lambda x, y: _osa(nv[x], nv[y]) <= 2)
 
     def flag(c: str) -> tuple[np.ndarray, np.ndarray]:
         v = f[c].to_numpy(dtype=bool)
@@ -243,6 +248,7 @@ def compare(f: pd.DataFrame, left: np.ndarray, right: np.ndarray, crossed: bool 
         levels={"first_name": first, "last_name": last, "email": email, "phone": phone, "address": address, "company": comp},
         swapped=swapped, suffix_conflict=suffix_conflict, suffix_one_side=suffix_one,
         email_personal=exact_e & ~shared_e, phone_personal=personal, first_related=rel, known_typo=known_typo, initial_unknown=initial_unknown,
+        garbled_close=garbled_close,
     )
 
 
@@ -332,6 +338,12 @@ def names_conflict(fa: str, la: str, ka: bool, fb: str, lb: str, kb: bool, full_
     if fa[:1] == fb[:1]:  # a garbled spelling of a name with the same initial is not evidence of two people
         return False
     return JaroWinkler.normalized_similarity(fa, fb) < 0.80
+
+
+def _osa(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    if len(a) == 0:
+        return np.zeros(0)
+    return np.asarray(process.cpdist(list(a), list(b), scorer=OSA.distance, processor=None, workers=-1))
 
 
 def _lev(a: np.ndarray, b: np.ndarray) -> np.ndarray:

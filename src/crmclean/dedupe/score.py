@@ -169,7 +169,11 @@ def guard(cmp: Comparison) -> tuple[np.ndarray, np.ndarray]:
     personal = cmp.email_personal | cmp.phone_personal | (addr == 3)
     # a garbled first name (same initial, not a real name) is the same person only when a personal
     # mailbox *and* a personal phone or the address say so
-    garbled_ok = cmp.initial_unknown & cmp.email_personal & (cmp.phone_personal | (addr == 3)) & (last >= 2)
+    # (with no email on one side: a spelling within two edits, a personal phone *and* the same
+    # address *and* the same surname — a spouse shares the last three but not a near-identical name)
+    garbled_ok = cmp.initial_unknown & (last >= 2) & (
+        cmp.email_personal & (cmp.phone_personal | (addr == 3))
+        | (email == -1) & cmp.garbled_close & cmp.phone_personal & (addr == 3) & (last == 3))
     first_ok = (first >= 2) | cmp.swapped | ((first == -1) & cmp.email_personal) | (cmp.known_typo & cmp.email_personal) | garbled_ok
     last_ok = (last >= 1) | ((last == -1) & cmp.email_personal)
     # a nickname/typo first name with a different email needs two independent personal signals
