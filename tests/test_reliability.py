@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import xlsxwriter
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from crmclean.errors import CrmcleanError, RulePackError
@@ -354,6 +354,7 @@ PAYLOAD = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs"
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(st.lists(st.tuples(TRIGGER, PAYLOAD), min_size=1, max_size=6), st.sampled_from(["salesforce", "hubspot", "generic"]))
+@example(cells=[("\r", "=")], target="salesforce")  # a bare CR once split a record and exposed '='
 def test_no_output_cell_can_execute_in_a_spreadsheet(tmp_path, cells, target):
     import csv
     import io
@@ -383,3 +384,18 @@ def test_no_output_cell_can_execute_in_a_spreadsheet(tmp_path, cells, target):
     write_xlsx(tmp_path / "c.xlsx", clean)
     with zipfile.ZipFile(tmp_path / "c.xlsx") as z:
         assert b"<f>" not in z.read("xl/worksheets/sheet1.xml")
+
+
+@given(st.lists(st.lists(st.text(alphabet=st.sampled_from(list("a,\"\r\n\x00\x01 =")), max_size=8), min_size=2, max_size=2), max_size=6),
+       st.sampled_from(["\n", "\r\n"]))
+@settings(max_examples=300)
+def test_csv_writer_keeps_every_field_whole(rows, eol):
+    """A bare CR inside a value is quoted even when records end in LF (Python's csv would not)."""
+    import csv
+    import io
+
+    from crmclean.export.safe import csv_bytes
+
+    data = csv_bytes(["a", "b"], rows, line_ending=eol).decode("utf-8")
+    assert list(csv.reader(io.StringIO(data, newline=""))) == [["a", "b"], *rows]
+    assert data.endswith(eol)

@@ -82,12 +82,29 @@ def formula_cells(frame: pd.DataFrame) -> list[tuple[int, str]]:
     return hits
 
 
+# Python's csv quotes a field only for the characters of *its* line terminator: with "\n", a bare
+# "\r" inside a value would be written unquoted and split the record in every reader. So records
+# are written with a terminator holding both (and two characters no CRM value carries), which
+# makes any field with \r or \n quoted, and the terminator is then put back to the one asked for.
+_SENTINEL = "\r\n\x00\x01"
+
+
 def csv_bytes(header: Sequence[str], rows: Iterable[Sequence[Any]], *, encoding: str = "utf-8", line_ending: str = "\n") -> bytes:
+    rows = list(rows)
     buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator=line_ending, quoting=csv.QUOTE_MINIMAL)
+    writer = csv.writer(buf, lineterminator=_SENTINEL, quoting=csv.QUOTE_MINIMAL)
     writer.writerow(header)
     writer.writerows(rows)
-    return buf.getvalue().encode(encoding)
+    text = buf.getvalue()
+    if text.count(_SENTINEL) == len(rows) + 1:  # the sentinel ends records only
+        return text.replace(_SENTINEL, line_ending).encode(encoding)
+    # a value holds the sentinel itself: write record by record (slower, exact)
+    out = []
+    for row in [header, *rows]:
+        one = io.StringIO()
+        csv.writer(one, lineterminator=_SENTINEL, quoting=csv.QUOTE_MINIMAL).writerow(row)
+        out.append(one.getvalue()[: -len(_SENTINEL)] + line_ending)
+    return "".join(out).encode(encoding)
 
 
 def frame_csv_bytes(frame: pd.DataFrame, *, encoding: str = "utf-8", line_ending: str = "\n") -> bytes:
