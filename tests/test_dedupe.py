@@ -235,12 +235,12 @@ def test_accuracy_on_the_labelled_generator():
 
 def test_budget_tightens_the_block_limit_to_fit_or_refuses() -> None:
     from crmclean.dedupe import fit_budget
-    from crmclean.dedupe.blocking import fit_block_size, planned_pairs
+    from crmclean.dedupe.blocking import block_sizes, fit_block_size, planned_pairs
     from crmclean.errors import UsageError
 
     rng = np.random.default_rng(5)
     keys = rng.zipf(1.6, 20_000).astype(str).astype(object)  # a few huge blocks, many small ones
-    keyed = [("r1", np.arange(len(keys)), keys), ("r2", np.arange(len(keys)), np.roll(keys, 7))]
+    keyed = [block_sizes(keys), block_sizes(np.roll(keys, 7))]  # block sizes of two rules
     full = planned_pairs(keyed, 60)
     budget = full // 3
     limit = fit_block_size(keyed, 60, budget)

@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 
 from crmclean.dedupe.blocking import (
-    Keyed,
     RuleEstimate,
-    _estimate_rule,
+    block_sizes,
+    estimate_rule,
     fit_block_size,
     keyed_rules,
     planned_pairs,
@@ -69,17 +69,17 @@ def dedupe_settings(pack: Pack) -> dict[str, object]:
     return d
 
 
-def fit_budget(keyed: Keyed, limit: int, max_pairs: int, action: str) -> int:
+def fit_budget(sizes: list[np.ndarray], limit: int, max_pairs: int, action: str) -> int:
     """The block-size limit a run uses under the pack's pair budget.
 
     ``tighten`` lowers the limit until the planned pairs fit (records in the blocks it drops
     still meet through the other rules, and ``summary.json`` says which limit was used);
     ``refuse`` stops the run; ``warn`` goes ahead. Nothing thrashes: pairs are planned first.
     """
-    planned = planned_pairs(keyed, limit)
+    planned = planned_pairs(sizes, limit)
     if planned <= max_pairs or action == "warn":
         return limit
-    fitted = fit_block_size(keyed, limit, max_pairs) if action == "tighten" else 0
+    fitted = fit_block_size(sizes, limit, max_pairs) if action == "tighten" else 0
     if fitted >= 2:
         return fitted
     raise UsageError("E-DEDUPE-BUDGET", f"blocking would compare {planned:,} candidate pairs, over the budget of {max_pairs:,}",
@@ -92,12 +92,13 @@ def plan(frame: pd.DataFrame, pack: Pack) -> tuple[list[RuleEstimate], int]:
     settings = dedupe_settings(pack)
     roles = frozenset(pack.get("normalize", "email", "role_locals", default=[]))
     keyed = keyed_rules(build_features(frame, roles), list(settings["blocking"]))  # type: ignore[call-overload]
+    sizes = [block_sizes(keys) for _r, _p, keys in keyed]
     limit = int(settings["max_block_size"])  # type: ignore[call-overload]
     try:
-        limit = fit_budget(keyed, limit, int(settings["max_pairs"]), str(settings["budget_action"]))  # type: ignore[call-overload]
+        limit = fit_budget(sizes, limit, int(settings["max_pairs"]), str(settings["budget_action"]))  # type: ignore[call-overload]
     except UsageError:
         pass  # the plan reports the overrun; the run refuses it
-    return [_estimate_rule(rule_id, keys, limit) for rule_id, _p, keys in keyed], limit
+    return [estimate_rule(rule_id, s, limit) for (rule_id, _p, _k), s in zip(keyed, sizes, strict=True)], limit
 
 
 def read_decisions(path: str | Path) -> pd.DataFrame:
@@ -182,12 +183,9 @@ def _features(frame: pd.DataFrame, roles: frozenset[str], previous: pd.DataFrame
         return build_features(frame, roles)
     ids = frame[RECORD_ID].astype(str)
     hot = ids.isin(focus).to_numpy()
-    prev = previous.set_index(previous["_rid"]) if "_rid" in previous else None
-    if prev is None:
-        return build_features(frame, roles)
     fresh = build_features(frame[hot].reset_index(drop=True), roles, shared=previous.attrs.get("shared"))
     fresh["_rid"] = pd.Series(ids[hot].to_numpy(dtype=object), dtype=object)
-    kept = previous.iloc[pd.Index(prev.index).get_indexer(ids[~hot].to_numpy(dtype=object))]
+    kept = previous.iloc[pd.Index(previous["_rid"]).get_indexer(ids[~hot].to_numpy(dtype=object))]
     # back into frame order: the kept rows, then the rebuilt ones, placed by position
     order = np.concatenate([np.flatnonzero(~hot), np.flatnonzero(hot)])
     out: pd.DataFrame = pd.concat([kept, fresh], ignore_index=True).iloc[np.argsort(order, kind="stable")].reset_index(drop=True)
@@ -209,8 +207,8 @@ def _dedupe_once(frame: pd.DataFrame, original: pd.DataFrame, pack: Pack, decisi
     max_block = int(settings["max_block_size"])  # type: ignore[call-overload]
     max_pairs = int(settings["max_pairs"])  # type: ignore[call-overload]
 
-    def budget(keyed: Keyed, limit: int) -> int:
-        return fit_budget(keyed, limit, max_pairs, str(settings["budget_action"]))
+    def budget(sizes: list[np.ndarray], limit: int) -> int:
+        return fit_budget(sizes, limit, max_pairs, str(settings["budget_action"]))
 
     hot = pd.Series(ids, dtype=object).isin(focus).to_numpy() if focus is not None else None
     if block_limit:  # a later pass keeps the limit the first pass settled on

@@ -45,8 +45,12 @@ def _groups(positions: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.nda
     return positions[order], codes[order]
 
 
-def _estimate_rule(rule_id: str, keys: np.ndarray, max_block: int) -> RuleEstimate:
-    sizes = pd.Series(keys).value_counts().to_numpy() if len(keys) else np.zeros(0, dtype=np.int64)
+def block_sizes(keys: np.ndarray) -> np.ndarray:
+    """Records per block key (the block-size histogram every estimate is made from)."""
+    return pd.Series(keys).value_counts().to_numpy() if len(keys) else np.zeros(0, dtype=np.int64)
+
+
+def estimate_rule(rule_id: str, sizes: np.ndarray, max_block: int) -> RuleEstimate:
     ok = sizes[sizes <= max_block]
     big = sizes[sizes > max_block]
     return RuleEstimate(rule_id, len(sizes), int((ok * (ok - 1) // 2).sum()), len(big), int(big.sum()))
@@ -105,27 +109,27 @@ def union_pairs(lefts: list[np.ndarray], rights: list[np.ndarray]) -> tuple[np.n
 
 
 Keyed = list[tuple[str, np.ndarray, np.ndarray]]
-Budget = Callable[[Keyed, int], int]  # (keyed rules, block-size limit) -> the limit to use (or raise)
+Budget = Callable[[list[np.ndarray], int], int]  # (block sizes per rule, block-size limit) -> the limit to use (or raise)
 
 
 def check_budget(keyed: Keyed, max_block: int, budget: Budget | None) -> int:
-    return budget(keyed, max_block) if budget is not None else max_block
+    return budget([block_sizes(keys) for _r, _p, keys in keyed], max_block) if budget is not None else max_block
 
 
-def planned_pairs(keyed: Keyed, max_block: int) -> int:
-    return sum(_estimate_rule(rule_id, keys, max_block).pairs for rule_id, _positions, keys in keyed)
+def planned_pairs(sizes: list[np.ndarray], max_block: int) -> int:
+    return sum(estimate_rule("", s, max_block).pairs for s in sizes)
 
 
-def fit_block_size(keyed: Keyed, max_block: int, max_pairs: int) -> int:
+def fit_block_size(sizes: list[np.ndarray], max_block: int, max_pairs: int) -> int:
     """The largest block-size limit ≤ ``max_block`` whose planned pairs fit ``max_pairs`` (0: none).
 
     Planned pairs grow with the limit (a block of s records gives s(s-1)/2 pairs when s ≤ limit),
     so the limit is found from the block-size histogram without generating a pair.
     """
-    sizes = np.sort(np.concatenate([pd.Series(keys).value_counts().to_numpy() for _r, _p, keys in keyed] or [np.zeros(0, dtype=np.int64)]))
-    cum = np.concatenate([[0], np.cumsum(sizes * (sizes - 1) // 2)])
+    sizes_all = np.sort(np.concatenate(sizes or [np.zeros(0, dtype=np.int64)]))
+    cum = np.concatenate([[0], np.cumsum(sizes_all * (sizes_all - 1) // 2)])
     for limit in range(max_block, 1, -1):
-        if int(cum[np.searchsorted(sizes, limit, side="right")]) <= max_pairs:
+        if int(cum[np.searchsorted(sizes_all, limit, side="right")]) <= max_pairs:
             return limit
     return 0
 

@@ -52,14 +52,11 @@ def concat_comparisons(parts: list[Comparison]) -> Comparison:
                       **{name: np.concatenate([getattr(p, name) for p in parts]) for name in arrays})
 
 
-def _jw(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def _cpdist(a: np.ndarray, b: np.ndarray, scorer: Any) -> np.ndarray:
+    """``scorer`` on aligned pairs, vectorised (rapidfuzz, both cores)."""
     if len(a) == 0:
         return np.zeros(0)
-    return np.asarray(process.cpdist(list(a), list(b), scorer=JaroWinkler.normalized_similarity, processor=None, workers=-1))
-
-
-def _related(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return related_many(a, b)
+    return np.asarray(process.cpdist(list(a), list(b), scorer=scorer, processor=None, workers=-1))
 
 
 def _per_value(a: np.ndarray, fn: Any, dtype: Any) -> np.ndarray:
@@ -148,7 +145,7 @@ def compare(f: pd.DataFrame, left: np.ndarray, right: np.ndarray, crossed: bool 
         swapped[cand] = (cross_first[cand] >= 2) & (cross_last[cand] >= 2)
     first = np.where(swapped, cross_first, first).astype(np.int8)
     last = np.where(swapped, cross_last, last).astype(np.int8)
-    rel = _on_pairs(fl, fr, lambda x, y: _related(nv[x], nv[y]))
+    rel = _on_pairs(fl, fr, lambda x, y: related_many(nv[x], nv[y]))
     known_typo = np.zeros(n, dtype=bool)
     kk = np.flatnonzero((first == 0) & kl & kr)
     if len(kk):
@@ -161,7 +158,7 @@ def compare(f: pd.DataFrame, left: np.ndarray, right: np.ndarray, crossed: bool 
     garbled_close = np.zeros(n, dtype=bool)
     gi = np.flatnonzero(initial_unknown)
     if len(gi):
-        garbled_close[gi] = _on_pairs(fl[gi], fr[gi], lambda x, y: _osa(nv[x], nv[y]) <= 2)
+        garbled_close[gi] = _on_pairs(fl[gi], fr[gi], lambda x, y: _cpdist(nv[x], nv[y], OSA.distance) <= 2)
 
     def flag(c: str) -> tuple[np.ndarray, np.ndarray]:
         v = f[c].to_numpy(dtype=bool)
@@ -179,7 +176,7 @@ def compare(f: pd.DataFrame, left: np.ndarray, right: np.ndarray, crossed: bool 
     near_e = ~missing_e & ~exact_e & (locl == locr) & ~eblank[locl]
     other = np.flatnonzero(~missing_e & ~exact_e & ~near_e)
     if len(other):
-        near_e[other] = _on_pairs(el[other], er[other], lambda x, y: _lev(ev[x], ev[y]) <= 1)
+        near_e[other] = _on_pairs(el[other], er[other], lambda x, y: _cpdist(ev[x], ev[y], Levenshtein.distance) <= 1)
     email = np.where(exact_e, np.where(shared_e, 1, 3), np.where(near_e, 2, 0)).astype(np.int8)
     email[missing_e] = -1
 
@@ -224,7 +221,7 @@ def compare(f: pd.DataFrame, left: np.ndarray, right: np.ndarray, crossed: bool 
     street_sim = np.zeros(n, dtype=bool)
     cand = np.flatnonzero(~street_same & ~plank[sl] & ~plank[sr] & same_place)
     if len(cand):
-        street_sim[cand] = _on_pairs(sl[cand], sr[cand], lambda x, y: _token_set(pv[x], pv[y]) >= 90)
+        street_sim[cand] = _on_pairs(sl[cand], sr[cand], lambda x, y: _cpdist(pv[x], pv[y], token_set_ratio) >= 90)
     address = np.where(street_same & same_place, 3, np.where(street_sim, 2, np.where(same_zip, 1, 0))).astype(np.int8)
     address[missing_a] = -1
 
@@ -237,7 +234,7 @@ def compare(f: pd.DataFrame, left: np.ndarray, right: np.ndarray, crossed: bool 
     comp = np.where(exact_c, 3, 0).astype(np.int8)
     cand = np.flatnonzero(~missing_c & ~exact_c)
     if len(cand):
-        comp[cand] = np.where(_on_pairs(col_l[cand], col_r[cand], lambda x, y: _token_set(cv[x], cv[y])) >= 90, 2, 0)
+        comp[cand] = np.where(_on_pairs(col_l[cand], col_r[cand], lambda x, y: _cpdist(cv[x], cv[y], token_set_ratio)) >= 90, 2, 0)
     comp[missing_c] = -1
 
     suffixes = _Vocab(f, ("suffix",))
@@ -252,12 +249,6 @@ def compare(f: pd.DataFrame, left: np.ndarray, right: np.ndarray, crossed: bool 
     )
 
 
-def _token_set(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    if len(a) == 0:
-        return np.zeros(0)
-    return np.asarray(process.cpdist(list(a), list(b), scorer=token_set_ratio, processor=None, workers=-1))
-
-
 def first_level(a: np.ndarray, b: np.ndarray, known_a: np.ndarray, known_b: np.ndarray) -> np.ndarray:
     """4 exact · 3 nickname · 2 typo · 1 initial · 0 different (blank handled by the caller).
 
@@ -267,9 +258,9 @@ def first_level(a: np.ndarray, b: np.ndarray, known_a: np.ndarray, known_b: np.n
     n = len(a)
     if n == 0:
         return np.zeros(0, dtype=np.int8)
-    rel = _related(a, b)
-    jw = _jw(a, b)
-    osa = np.asarray(process.cpdist(list(a), list(b), scorer=OSA.distance, processor=None, workers=-1))
+    rel = related_many(a, b)
+    jw = _cpdist(a, b, JaroWinkler.normalized_similarity)
+    osa = _cpdist(a, b, OSA.distance)
     la, lb = _lengths(a), _lengths(b)
     short = np.minimum(la, lb)
     typo = ((jw >= 0.92) & (short >= 4)) | ((osa <= 1) & (short >= 4)) | ((osa <= 2) & (short >= 8))
@@ -282,8 +273,8 @@ def last_level(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """3 exact · 2 close (JW ≥ 0.92 or one edit) · 1 similar (JW ≥ 0.85) · 0 different."""
     if len(a) == 0:
         return np.zeros(0, dtype=np.int8)
-    jw = _jw(a, b)
-    osa = np.asarray(process.cpdist(list(a), list(b), scorer=OSA.distance, processor=None, workers=-1))
+    jw = _cpdist(a, b, JaroWinkler.normalized_similarity)
+    osa = _cpdist(a, b, OSA.distance)
     short = np.minimum(_lengths(a), _lengths(b))
     return np.where(a == b, 3, np.where((jw >= 0.92) | ((osa <= 1) & (short >= 4)), 2, np.where(jw >= 0.85, 1, 0))).astype(np.int8)
 
@@ -338,15 +329,3 @@ def names_conflict(fa: str, la: str, ka: bool, fb: str, lb: str, kb: bool, full_
     if fa[:1] == fb[:1]:  # a garbled spelling of a name with the same initial is not evidence of two people
         return False
     return JaroWinkler.normalized_similarity(fa, fb) < 0.80
-
-
-def _osa(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    if len(a) == 0:
-        return np.zeros(0)
-    return np.asarray(process.cpdist(list(a), list(b), scorer=OSA.distance, processor=None, workers=-1))
-
-
-def _lev(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    if len(a) == 0:
-        return np.zeros(0)
-    return np.asarray(process.cpdist(list(a), list(b), scorer=Levenshtein.distance, processor=None, workers=-1))

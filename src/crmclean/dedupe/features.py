@@ -79,7 +79,6 @@ def build_features(frame: pd.DataFrame, role_locals: frozenset[str] = frozenset(
                                 _umap(pd.Series(f["fn_first"] + " " + f["ln"]), lambda s: " ".join(sorted(s.split()))), "")
     # plain object columns: pair work indexes them millions of times, and numpy object arrays
     # index, compare and hash far faster than Arrow-backed strings from Python
-    f = pd.DataFrame({c: f[c].to_numpy(dtype=object if f[c].dtype != bool else bool) for c in f.columns}, index=f.index)
     f = f.astype({c: object for c in f.columns if f[c].dtype != bool})
     f.attrs["shared"] = shared if shared is not None else shared_values(f)
     _apply_shared(f, f.attrs["shared"])

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -89,28 +91,32 @@ def formula_cells(frame: pd.DataFrame) -> list[tuple[int, str]]:
 _SENTINEL = "\r\n\x00\x01"
 
 
-def csv_bytes(header: Sequence[str], rows: Iterable[Sequence[Any]], *, encoding: str = "utf-8", line_ending: str = "\n") -> bytes:
-    rows = list(rows)
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator=_SENTINEL, quoting=csv.QUOTE_MINIMAL)
-    writer.writerow(header)
-    writer.writerows(rows)
-    text = buf.getvalue()
-    if text.count(_SENTINEL) == len(rows) + 1:  # the sentinel ends records only
-        return text.replace(_SENTINEL, line_ending).encode(encoding)
-    # a value holds the sentinel itself: write record by record (slower, exact)
-    out = []
-    for row in [header, *rows]:
-        one = io.StringIO()
-        csv.writer(one, lineterminator=_SENTINEL, quoting=csv.QUOTE_MINIMAL).writerow(row)
-        out.append(one.getvalue()[: -len(_SENTINEL)] + line_ending)
-    return "".join(out).encode(encoding)
+def csv_bytes(header: Sequence[str], rows: Sequence[Sequence[Any]], *, encoding: str = "utf-8", line_ending: str = "\n") -> bytes:
+    return _csv(header, lambda: rows, encoding, line_ending)
 
 
 def frame_csv_bytes(frame: pd.DataFrame, *, encoding: str = "utf-8", line_ending: str = "\n") -> bytes:
     cols = [frame.iloc[:, i].astype(str).to_numpy(dtype=object) for i in range(frame.shape[1])]
-    rows = zip(*cols, strict=True) if cols else iter(())
-    return csv_bytes(list(frame.columns), rows, encoding=encoding, line_ending=line_ending)
+    return _csv(list(frame.columns), lambda: zip(*cols, strict=True) if cols else iter(()), encoding, line_ending)
+
+
+def _csv(header: Sequence[str], rows: Callable[[], Iterable[Sequence[Any]]], encoding: str, line_ending: str) -> bytes:
+    """``rows()`` yields the records afresh each call, so nothing is held as a list of tuples."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator=_SENTINEL, quoting=csv.QUOTE_MINIMAL)
+    writer.writerow(header)
+    counted = itertools.count()
+    writer.writerows(map(itemgetter(0), zip(rows(), counted, strict=False)))  # counts the records, all in C (the counter is endless)
+    text = buf.getvalue()
+    if text.count(_SENTINEL) == next(counted) + 1:  # the sentinel ends records only
+        return text.replace(_SENTINEL, line_ending).encode(encoding)
+    # a value holds the sentinel itself: write record by record (slower, exact)
+    out = []
+    for row in (header, *rows()):
+        one = io.StringIO()
+        csv.writer(one, lineterminator=_SENTINEL, quoting=csv.QUOTE_MINIMAL).writerow(row)
+        out.append(one.getvalue()[: -len(_SENTINEL)] + line_ending)
+    return "".join(out).encode(encoding)
 
 
 def write_xlsx(path: str | os.PathLike[str], frame: pd.DataFrame, sheet: str = "Records") -> None:

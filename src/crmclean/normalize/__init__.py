@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache, partial
 from typing import Any
 
@@ -86,12 +86,6 @@ class NormalizeContext:
     # are split across processes (filled in by :func:`normalize`; "auto" is never decided per part)
     date_orders: dict[tuple[str, str], str] = field(default_factory=dict)
     parallel: bool = True  # may use a second process (off inside a worker)
-
-
-def _factorized(series: pd.Series, fn: Callable[[str], Any]) -> list[Any]:
-    codes, uniques = pd.factorize(series, use_na_sentinel=False)
-    results = [fn(u) for u in uniques]
-    return [results[c] for c in codes]
 
 
 def _map(series: pd.Series, fn: Callable[[str], Any]) -> np.ndarray:
@@ -274,7 +268,7 @@ def prepare(frame: pd.DataFrame, ctx: NormalizeContext, parallel: bool) -> Norma
         for c in DATE_FIELDS:
             if (str(src), c) not in orders:  # on the values the date step will see (tidied)
                 orders[(str(src), c)] = _date_order(info, pd.Series(_tidy_column(frame.loc[in_file, c]), dtype=object))
-    return NormalizeContext(sources=ctx.sources, date_orders=orders, parallel=parallel)
+    return replace(ctx, date_orders=orders, parallel=parallel)
 
 
 def normalize(frame: pd.DataFrame, pack: Pack, ctx: NormalizeContext, workers: int | None = None) -> StageResult:
@@ -287,7 +281,6 @@ def normalize(frame: pd.DataFrame, pack: Pack, ctx: NormalizeContext, workers: i
     """
     workers = _workers() if workers is None else workers
     ctx = prepare(frame, ctx, ctx.parallel)
-    orders = ctx.date_orders
     if workers < 2 or len(frame) < PARALLEL_ROWS or not ctx.parallel:
         return _finish(_normalize_part(frame, pack, ctx))
     import multiprocessing
@@ -298,7 +291,7 @@ def normalize(frame: pd.DataFrame, pack: Pack, ctx: NormalizeContext, workers: i
     ranges = list(zip(bounds[:-1], bounds[1:], strict=True))
     # fork: the workers share the loaded frame copy-on-write instead of receiving a pickled copy
     # (spawn would also re-run the caller's main module, which a library must not ask of it)
-    _JOB = (frame, pack, NormalizeContext(sources=ctx.sources, date_orders=orders, parallel=False), ranges)
+    _JOB = (frame, pack, replace(ctx, parallel=False), ranges)
     try:
         with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork")) as pool:
             parts = list(pool.map(_part, range(len(ranges))))

@@ -92,6 +92,17 @@ def _format_us(tags: dict[str, str], pub: Pub28, style: str, fix: bool) -> str:
     return " ".join(p for p in parts if p)
 
 
+def _splice(tags: dict[str, str], key: str, items: list[tuple[str, str]], drop: tuple[str, ...] = ()) -> dict[str, str]:
+    """``tags`` with ``key`` replaced in place by ``items`` (order kept) and ``drop`` removed."""
+    out: dict[str, str] = {}
+    for k, v in tags.items():
+        if k == key:
+            out.update(items)
+        elif k not in drop:
+            out[k] = v
+    return out
+
+
 def _repair_tags(tags: dict[str, str], pub: Pub28) -> dict[str, str]:
     """Known slips of the CRF tagger on street-only input, corrected by the Pub 28 tables.
 
@@ -101,38 +112,18 @@ def _repair_tags(tags: dict[str, str], pub: Pub28) -> dict[str, str]:
     place, state = tags.get("PlaceName", ""), tags.get("StateName", "")
     if place and place.strip(",. ").upper() in pub.units and "OccupancyType" not in tags and "ZipCode" not in tags:
         ident = state or tags.get("OccupancyIdentifier", "")
-        rebuilt: dict[str, str] = {}
-        for k, v in tags.items():
-            if k == "PlaceName":
-                rebuilt["OccupancyType"] = v
-                if ident:
-                    rebuilt["OccupancyIdentifier"] = ident
-            elif k not in ("StateName", "OccupancyIdentifier"):
-                rebuilt[k] = v
-        tags = rebuilt
+        tags = _splice(tags, "PlaceName", [("OccupancyType", place), *([("OccupancyIdentifier", ident)] if ident else [])],
+                       drop=("StateName", "OccupancyIdentifier"))
     if "StreetName" not in tags and "StreetNamePreType" in tags:  # "E 3rd Road" read as a pre-type
-        tags = {("StreetName" if k == "StreetNamePreType" else k): v for k, v in tags.items()}
+        tags = _splice(tags, "StreetNamePreType", [("StreetName", tags["StreetNamePreType"])])
     ident = tags.get("OccupancyIdentifier", "")
     first_word = ident.split(" ", 1)[0].rstrip(".").upper() if ident else ""
     if "OccupancyType" not in tags and " " in ident and first_word in pub.units and first_word != "#":
-        rebuilt = {}
-        for k, v in tags.items():
-            if k == "OccupancyIdentifier":
-                unit, _, rest = v.partition(" ")
-                rebuilt["OccupancyType"] = unit
-                rebuilt["OccupancyIdentifier"] = rest.strip()
-            else:
-                rebuilt[k] = v
-        tags = rebuilt
-    name = tags.get("StreetName", "")
-    words = name.split()
+        unit, _, rest = ident.partition(" ")
+        tags = _splice(tags, "OccupancyIdentifier", [("OccupancyType", unit), ("OccupancyIdentifier", rest.strip())])
+    words = tags.get("StreetName", "").split()
     if "StreetNamePostType" not in tags and len(words) > 1 and words[-1].rstrip(".").upper() in pub.suffixes:
-        rebuilt = {}
-        for k, v in tags.items():
-            rebuilt[k] = " ".join(words[:-1]) if k == "StreetName" else v
-            if k == "StreetName":
-                rebuilt["StreetNamePostType"] = words[-1]
-        tags = rebuilt
+        tags = _splice(tags, "StreetName", [("StreetName", " ".join(words[:-1])), ("StreetNamePostType", words[-1])])
     return tags
 
 
