@@ -231,6 +231,54 @@ def test_sigkill_at_random_moments_never_leaves_a_partial_output(tmp_path):
     assert not [p for p in tmp_path.iterdir() if ".staging-" in p.name]  # stale staging cleaned up
 
 
+_ORPHAN_SCRIPT = """
+import os, sys, time
+from pathlib import Path
+from crmclean.export.publish import output_lock
+from crmclean.procs import worker_pool
+
+def work(path):
+    Path(path).write_text(str(os.getpid()))
+    time.sleep(600)
+
+if __name__ == "__main__":
+    with output_lock(Path(sys.argv[1])):
+        with worker_pool(2) as pool:
+            list(pool.map(work, [sys.argv[2] + "0", sys.argv[2] + "1"]))
+"""
+
+
+def test_a_killed_run_leaves_no_worker_behind_and_no_lock(tmp_path):
+    """kill -9 of a run while its forked workers are busy: the workers die with it and the
+    output lock is free for the next run (an orphan would hold the lock: every later run exit 75)."""
+    script = tmp_path / "job.py"
+    script.write_text(_ORPHAN_SCRIPT)
+    out, marks = tmp_path / "out", tmp_path / "pid"
+    proc = subprocess.Popen([sys.executable, str(script), str(out), str(marks)], env=_env())
+    deadline = time.monotonic() + 60
+    while not all((tmp_path / f"pid{i}").exists() for i in range(2)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    workers = [int((tmp_path / f"pid{i}").read_text()) for i in range(2)]
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 10
+    alive = workers
+    while alive and time.monotonic() < deadline:
+        alive = [w for w in workers if _alive(w)]
+        time.sleep(0.05)
+    assert alive == []
+    with output_lock(out):  # would raise E-LOCK-BUSY if a worker still held it
+        pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(") ", 1)[1][:1] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 CANARY = "Zq7canary"
 
 

@@ -86,9 +86,25 @@ def output_lock(outdir: Path) -> Iterator[None]:
                                 location=str(path), hint="wait for it to finish; a killed run releases the lock by itself") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}".encode(), 0)
+        _HELD.add(fd)
         yield
     finally:
+        _HELD.discard(fd)
         os.close(fd)
+
+
+_HELD: set[int] = set()  # descriptors of the output locks this process holds
+
+
+def close_inherited_locks() -> None:
+    """In a forked worker: drop the copies of the parent's lock descriptors, so the lock is
+    released when the parent ends, whatever becomes of the worker."""
+    for fd in list(_HELD):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _HELD.clear()
 
 
 class Staging:

@@ -193,11 +193,11 @@ def _streets(keys: pd.Series, pub: Pub28, style: str, parallel: bool = True) -> 
     values = [uniques[i][2:] for i in slow]
     workers = min(os.cpu_count() or 1, 2) if parallel else 1
     if len(values) >= PARALLEL_MIN and workers > 1:
-        from concurrent.futures import ProcessPoolExecutor
+        from crmclean.procs import worker_pool
 
         half = (len(values) + 1) // 2
         chunks = [values[:half], values[half:]]
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        with worker_pool(workers) as pool:
             done = [r for part in pool.map(_street_worker, [(c, pub, style) for c in chunks]) for r in part]
     else:
         done = [normalize_us_street(v, pub, style) for v in values]
@@ -283,8 +283,7 @@ def normalize(frame: pd.DataFrame, pack: Pack, ctx: NormalizeContext, workers: i
     ctx = prepare(frame, ctx, ctx.parallel)
     if workers < 2 or len(frame) < PARALLEL_ROWS or not ctx.parallel:
         return _finish(_normalize_part(frame, pack, ctx))
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    from crmclean.procs import worker_pool
 
     global _JOB
     bounds = np.linspace(0, len(frame), workers + 1).astype(int).tolist()
@@ -293,7 +292,7 @@ def normalize(frame: pd.DataFrame, pack: Pack, ctx: NormalizeContext, workers: i
     # (spawn would also re-run the caller's main module, which a library must not ask of it)
     _JOB = (frame, pack, replace(ctx, parallel=False), ranges)
     try:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        with worker_pool(workers) as pool:
             parts = list(pool.map(_part, range(len(ranges))))
     finally:
         _JOB = None

@@ -1,0 +1,53 @@
+"""Worker processes that never outlive their run.
+
+A run killed with SIGKILL (an OOM killer, ``kill -9``, a CI timeout) cannot clean up after
+itself. Its forked workers would otherwise live on as orphans, holding memory and — through the
+inherited descriptor — the output directory's lock, so every later run would exit 75. Each
+worker therefore asks the kernel to kill it when its parent dies (Linux ``PR_SET_PDEATHSIG``;
+elsewhere a watchdog thread notices the new parent) and closes the inherited lock descriptors
+(the parent's lock stays held: a ``flock`` lives until its *last* descriptor closes).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import sys
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+
+PR_SET_PDEATHSIG = 1
+
+
+def _watch(parent: int) -> None:
+    while True:
+        if os.getppid() != parent:
+            os._exit(1)
+        time.sleep(0.5)
+
+
+def die_with_parent(parent: int) -> None:
+    """Pool initializer (runs in the worker)."""
+    armed = False
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            armed = ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL) == 0
+        except (OSError, AttributeError):
+            armed = False
+    if not armed:
+        threading.Thread(target=_watch, args=(parent,), daemon=True, name="crmclean-parent-watch").start()
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os._exit(1)
+    from crmclean.export.publish import close_inherited_locks
+
+    close_inherited_locks()
+
+
+def worker_pool(workers: int) -> ProcessPoolExecutor:
+    """A fork-based pool whose workers die with this process and never hold its output lock."""
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"),
+                               initializer=die_with_parent, initargs=(os.getpid(),))
