@@ -269,6 +269,40 @@ def test_fuzz_pack_loader(tmp_path, text):
         pass
 
 
+_XLSX_PARTS = ["xl/worksheets/sheet1.xml", "xl/workbook.xml", "xl/sharedStrings.xml", "xl/styles.xml", "[Content_Types].xml"]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), min_size=1, max_size=8))
+def test_fuzz_xlsx_loader_with_corrupted_bytes(tmp_path, flips):
+    """Arbitrary byte damage anywhere in a valid workbook: a row count or a coded one-line error, nothing else."""
+    base = bytearray(_book(tmp_path / "base.xlsx", {"Contacts": GOOD}).read_bytes())
+    for pos, value in flips:
+        base[pos % len(base)] = value
+    path = tmp_path / "f.xlsx"
+    path.write_bytes(bytes(base))
+    try:
+        load_table(path)
+    except CrmcleanError as exc:
+        assert exc.code.startswith("E-") and "\n" not in str(exc)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(st.sampled_from(_XLSX_PARTS), st.one_of(st.text(max_size=600), st.builds(
+    lambda cells: "<worksheet xmlns='http://schemas.openxmlformats.org/spreadsheetml/2006/main'><sheetData>" + "".join(
+        f"<row r='{r}'><c r='{c}{r}' t='{t}'><v>{v}</v></c></row>" for r, c, t, v in cells) + "</sheetData></worksheet>",
+    st.lists(st.tuples(st.integers(-2, 1_100_000), st.sampled_from(["A", "B", "ZZ", "XFD", "XFE", ""]), st.sampled_from(["s", "n", "b", "e", "str", "d", "x"]),
+                       st.sampled_from(["0", "1", "-1", "1e308", "nan", "99999999", "", "abc", "2020-01-02"])), max_size=6))))
+def test_fuzz_xlsx_loader_with_arbitrary_parts(tmp_path, part, xml):
+    """Arbitrary text, or a sheet of odd cells (bad refs, types, shared-string indexes), in place of one workbook part."""
+    base = _book(tmp_path / "base.xlsx", {"Contacts": GOOD})
+    path = _rewrite(base, tmp_path / "f.xlsx", {part: xml.encode("utf-8", "surrogatepass")})
+    try:
+        load_table(path)
+    except CrmcleanError as exc:
+        assert exc.code.startswith("E-") and "\n" not in str(exc)
+
+
 # --- T4/T5: random exports conserve every row; merges point at exported survivors ----------------
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
@@ -399,3 +433,15 @@ def test_csv_writer_keeps_every_field_whole(rows, eol):
     data = csv_bytes(["a", "b"], rows, line_ending=eol).decode("utf-8")
     assert list(csv.reader(io.StringIO(data, newline=""))) == [["a", "b"], *rows]
     assert data.endswith(eol)
+
+
+@given(st.lists(st.text(max_size=4), max_size=12))
+@settings(max_examples=300)
+def test_first_character_screen_equals_the_python_test(values):
+    """The vectorised first-character screen finds exactly the cells a per-cell test finds."""
+    import numpy as np
+
+    from crmclean.export.safe import _FIRST, _first_char_hits
+
+    arr = np.array(values, dtype=object) if values else np.zeros(0, dtype=object)
+    assert _first_char_hits(arr).tolist() == [i for i, v in enumerate(values) if v[:1] in _FIRST]
