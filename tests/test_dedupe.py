@@ -8,6 +8,8 @@ import networkx as nx
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from crmclean.dedupe import dedupe, read_decisions
 from crmclean.dedupe.cluster import cluster_id, components, resolve
@@ -295,3 +297,11 @@ def test_garbled_first_name_without_email_needs_a_close_spelling() -> None:
     assert cmp.initial_unknown.all()
     assert ok[0]  # a typo of one name: same phone, address and surname
     assert not ok[1] and why[1] == "FIRST_NAME_DIFFERS"  # same initial only: a housemate, not a typo
+
+
+@given(st.lists(st.integers(-2**40, 2**40), max_size=200))
+def test_sorted_unique_equals_numpy_unique(values):
+    from crmclean.dedupe.arrays import sorted_unique
+
+    arr = np.array(values, dtype=np.int64)
+    assert sorted_unique(arr).tolist() == np.unique(arr).tolist()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from crmclean.errors import UsageError
 from crmclean.lifecycle import (
@@ -13,6 +15,7 @@ from crmclean.lifecycle import (
     find_signals,
     lifecycle,
     load_suppression,
+    signal_table,
 )
 from crmclean.rules.packs import load_pack
 from helpers import canonical
@@ -43,6 +46,17 @@ def _run(rows, **ctx):
 )
 def test_signals_in_reps_phrasing(note, signal):
     assert signal in find_signals(note, SIGNALS)
+
+
+_WORDS = ["deceased", "estates", "passed", "away", "RIP", "r.i.p.", "left", "the", "company", "client", "retired", "semi-retired", "bounced",
+          "hostile", "do", "not", "call", "out", "of", "business", "moved", "to", "Globex", ".", ";", ",", "\n", "died", "down", "ghosted", "x3"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.sampled_from(_WORDS), st.text(max_size=8)), max_size=14).map(" ".join))
+def test_signal_table_screen_equals_the_full_search(note):
+    """The batch screen (one alternation per signal) only skips notes the phrases cannot match."""
+    assert signal_table([note, note.upper(), ""], SIGNALS) == [find_signals(note, SIGNALS), find_signals(note.upper(), SIGNALS), ()]
 
 
 @pytest.mark.parametrize(

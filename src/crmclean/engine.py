@@ -152,7 +152,7 @@ class DaskEngine(Engine):
         focus_ = delayed(focus, pure=True)
         tasks = []
         for _rule_id, positions, keys in keyed:
-            rows = pd.DataFrame({"p": positions.astype(np.int64), "k": pd.Series(keys, dtype=object).astype(str)})
+            rows = pd.DataFrame({"p": positions.astype(np.int64), "k": keys.astype(np.int64)})
             nparts = max(1, min(self.partitions, len(rows)))
             # the shuffle puts every record of one block key into one partition
             shuffled = dd.from_pandas(rows, npartitions=nparts, sort=False).shuffle("k", npartitions=nparts)
@@ -189,7 +189,7 @@ class DaskEngine(Engine):
 def _block_part(rows: pd.DataFrame, max_block: int, focus: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     from crmclean.dedupe.blocking import rule_pairs
 
-    left, right, counts = rule_pairs(rows["p"].to_numpy(dtype=np.int64), rows["k"].to_numpy(dtype=object), max_block, focus)
+    left, right, counts = rule_pairs(rows["p"].to_numpy(dtype=np.int64), rows["k"].to_numpy(dtype=np.int64), max_block, focus)
     return left, right, np.asarray(counts, dtype=np.int64)
 
 

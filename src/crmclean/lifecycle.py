@@ -27,6 +27,7 @@ from crmclean.model import (
     changes_frame,
     concat,
     findings_frame,
+    member,
 )
 from crmclean.rules.packs import Pack
 from crmclean.rules.regexsafe import compile_safe
@@ -80,19 +81,30 @@ def find_signals(text: str, compiled: dict[str, tuple[list[Any], list[Any]]]) ->
     if not text:
         return ()
     text = text[:MAX_NOTE_CHARS]
-    found = []
-    for name, (phrases, excludes) in compiled.items():
-        spans = [(m.start(), m.end()) for ex in excludes for m in ex.finditer(text)]
-        for phrase in phrases:
-            hit = False
-            for m in phrase.finditer(text):
-                if not any(s < m.end() and m.start() < e for s, e in spans):
-                    hit = True
-                    break
-            if hit:
-                found.append(name)
-                break
-    return tuple(found)
+    return tuple(name for name, (phrases, excludes) in compiled.items() if _signal_hit(text, phrases, excludes))
+
+
+def _signal_hit(text: str, phrases: list[Any], excludes: list[Any]) -> bool:
+    spans: list[tuple[int, int]] | None = None  # exclude spans, found only once a phrase matches
+    for phrase in phrases:
+        for m in phrase.finditer(text):
+            if spans is None:
+                spans = [(x.start(), x.end()) for ex in excludes for x in ex.finditer(text)]
+            if not any(s < m.end() and m.start() < e for s, e in spans):
+                return True
+    return False
+
+
+def signal_table(texts: list[str], compiled: dict[str, tuple[list[Any], list[Any]]]) -> list[tuple[str, ...]]:
+    """``find_signals`` for many texts: per signal, one linear-time search with all its phrases in one
+    alternation settles most texts; only a text it matches is examined phrase by phrase against the excludes."""
+    screens = [(name, compile_safe("|".join(f"(?:{p.pattern})" for p in phrases)), phrases, excludes)
+               for name, (phrases, excludes) in compiled.items() if phrases]
+    out: list[tuple[str, ...]] = []
+    for text in texts:
+        text = text[:MAX_NOTE_CHARS]
+        out.append(tuple(name for name, screen, phrases, excludes in screens if text and screen.search(text) and _signal_hit(text, phrases, excludes)))
+    return out
 
 
 # --- suppression lists ----------------------------------------------------------------------
@@ -133,8 +145,8 @@ def _suppressed(frame: pd.DataFrame, lists: list[Suppression]) -> dict[str, np.n
     phones = [frame[c].astype(str).str.split(";").str[0] for c in ("phone", "mobile")]
     name = frame["first_name"].astype(str).map(_fold) + " " + frame["last_name"].astype(str).map(_fold)
     for s in lists:
-        hit = email.isin(s.emails).to_numpy() | phones[0].isin(s.phones).to_numpy() | phones[1].isin(s.phones).to_numpy()
-        hit |= name.isin(s.names).to_numpy()
+        hit = member(email, s.emails) | member(phones[0], s.phones) | member(phones[1], s.phones)
+        hit |= member(name, s.names)
         out[s.kind] = out.get(s.kind, np.zeros(len(frame), dtype=bool)) | hit
     return out
 
@@ -227,7 +239,7 @@ def lifecycle(frame: pd.DataFrame, pack: Pack, ctx: LifecycleContext) -> Lifecyc
     n = len(f)
     compiled = compile_signals(pack)
     codes, uniques = pd.factorize(f["notes"].astype(str), use_na_sentinel=False)
-    found = [find_signals(u, compiled) for u in uniques]
+    found = signal_table(list(uniques), compiled)
     signals = pd.Series([found[c] for c in codes], index=f.index, dtype=object) if n else pd.Series([], dtype=object)
     kinds = _suppress_kinds(pack)
     unknown_kinds = {s.kind for s in ctx.suppressions} - kinds
@@ -246,9 +258,9 @@ def lifecycle(frame: pd.DataFrame, pack: Pack, ctx: LifecycleContext) -> Lifecyc
         keys.discard("")
         names = set(f.loc[acc, "_company_key"].astype(str)) if "_company_key" in f else set()
         names.discard("")
-        linked = f["account_ref"].astype(str).isin(keys).to_numpy().copy()
+        linked = member(f["account_ref"].astype(str), keys)
         if "_company_key" in f:
-            linked |= f["_company_key"].astype(str).isin(names).to_numpy()
+            linked |= member(f["_company_key"].astype(str), names)
         ev.account_states[state] = own | (linked & ~is_acc)
 
     rank = np.zeros(n, dtype=np.int8)

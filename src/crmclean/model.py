@@ -7,8 +7,11 @@ source columns the mapping does not know (carried through untouched).
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
 # Internal identity columns, present in every canonical frame.
@@ -139,3 +142,14 @@ def concat(frames: list[pd.DataFrame], columns: tuple[str, ...]) -> pd.DataFrame
     if not frames:
         return pd.DataFrame({c: pd.Series([], dtype=object) for c in columns})
     return pd.concat(frames, ignore_index=True)[list(columns)]
+
+
+def member(values: pd.Series | np.ndarray, pool: Collection[Any]) -> np.ndarray:
+    """``values.isin(pool)`` as a boolean array, by hashing each value once.
+
+    pandas 3 keeps text in Arrow-backed ``str`` columns, whose ``isin`` converts the whole pool to
+    an Arrow array on every call: ~1 s for a pool of 150k ids against ~0.05 s here.
+    """
+    arr = values.to_numpy(dtype=object) if isinstance(values, pd.Series) else np.asarray(values, dtype=object)
+    lookup = pool if isinstance(pool, (set, frozenset, dict)) else set(pool)
+    return np.fromiter((v in lookup for v in arr), dtype=bool, count=len(arr))

@@ -26,6 +26,7 @@ from crmclean.model import (
     SOURCE_FILE,
     SOURCE_LINE,
     concat,
+    member,
 )
 from crmclean.normalize import SourceInfo
 from crmclean.rules.packs import load_pack
@@ -94,7 +95,7 @@ def assign_record_ids(frame: pd.DataFrame) -> pd.Series:
     source_ids = frame["_source_id"].astype(str).str.strip()
     counts = source_ids.map(source_ids.value_counts())
     fallback = frame[SOURCE_FILE].astype(str) + ":" + frame[SOURCE_LINE].astype(str)
-    usable = (source_ids != "") & (counts == 1) & ~source_ids.isin(set(fallback))
+    usable = (source_ids != "") & (counts == 1) & ~member(source_ids, set(fallback.to_numpy(dtype=object)))
     return source_ids.where(usable, fallback).astype(object)
 
 

@@ -22,7 +22,7 @@ from crmclean.dedupe.blocking import (
     keyed_rules,
     planned_pairs,
 )
-from crmclean.dedupe.cluster import cluster_id, resolve
+from crmclean.dedupe.cluster import cluster_ids, resolve
 from crmclean.dedupe.compare import compare, names_conflict
 from crmclean.dedupe.features import build_features
 from crmclean.dedupe.score import (
@@ -37,7 +37,7 @@ from crmclean.dedupe.score import (
 from crmclean.dedupe.survive import golden_records, rank_members
 from crmclean.engine import LOCAL, Engine
 from crmclean.errors import InputError, UsageError
-from crmclean.model import CHANGE_COLUMNS, RECORD_ID, changes_frame, concat
+from crmclean.model import CHANGE_COLUMNS, RECORD_ID, changes_frame, concat, member
 from crmclean.rules.packs import Pack
 
 MERGE_MAP_COLUMNS = ("loser_id", "survivor_id", "cluster_id", "score", "match_weight", "evidence")
@@ -159,15 +159,14 @@ def _compose(frame: pd.DataFrame, original: pd.DataFrame, first: DedupeResult, s
     merge_map = pd.concat([mm1, second.merge_map], ignore_index=True)
     ids = frame[RECORD_ID].astype(str).to_numpy(dtype=object)
     survivor_of = dict(zip(merge_map["loser_id"], merge_map["survivor_id"], strict=True))
-    label = pd.Series([survivor_of.get(r, r) for r in ids])
-    min_id = pd.Series(ids).groupby(label).transform("min")
-    cids = np.array([cluster_id(x) for x in min_id.tolist()], dtype=object)
+    label = pd.factorize(pd.Series([survivor_of.get(r, r) for r in ids], dtype=object))[0]
+    cids = cluster_ids(ids, label)
     cid_of = dict(zip(ids, cids, strict=True))
     merge_map["cluster_id"] = merge_map["loser_id"].map(cid_of)
     merge_map = merge_map.sort_values(["survivor_id", "loser_id"], kind="mergesort").reset_index(drop=True)
     loser_ids = set(merge_map["loser_id"])
     orig_ids = original[RECORD_ID].astype(str)
-    losers = original[orig_ids.isin(loser_ids).to_numpy()].copy()
+    losers = original[member(orig_ids, loser_ids)].copy()
     losers["survivor_id"] = losers[RECORD_ID].astype(str).map(survivor_of)
     return DedupeResult(frame=second.frame, clusters=pd.DataFrame({"record_id": ids, "cluster_id": cids}), merge_map=merge_map,
                         losers=losers, review=second.review, changes=concat([first.changes, second.changes], CHANGE_COLUMNS),
@@ -182,7 +181,7 @@ def _features(frame: pd.DataFrame, roles: frozenset[str], previous: pd.DataFrame
     if previous is None or focus is None:
         return build_features(frame, roles)
     ids = frame[RECORD_ID].astype(str)
-    hot = ids.isin(focus).to_numpy()
+    hot = member(ids, focus)
     fresh = build_features(frame[hot].reset_index(drop=True), roles, shared=previous.attrs.get("shared"))
     fresh["_rid"] = pd.Series(ids[hot].to_numpy(dtype=object), dtype=object)
     kept = previous.iloc[pd.Index(previous["_rid"]).get_indexer(ids[~hot].to_numpy(dtype=object))]
@@ -301,9 +300,7 @@ def _dedupe_once(frame: pd.DataFrame, original: pd.DataFrame, pack: Pack, decisi
         auto[a_idx[refused]] = False
 
     # cluster ids from the smallest record id in each cluster: stable across runs
-    lab = pd.Series(labels)
-    min_id = pd.Series(ids).groupby(lab).transform("min")
-    cids = np.array([cluster_id(x) for x in min_id.tolist()], dtype=object)
+    cids = cluster_ids(ids, labels)
     clusters = pd.DataFrame({"record_id": ids, "cluster_id": cids})
 
     ranked = rank_members(frame.reset_index(drop=True), labels,
@@ -338,7 +335,7 @@ def _dedupe_once(frame: pd.DataFrame, original: pd.DataFrame, pack: Pack, decisi
         "evidence": [ev_of_edge.get(edge_prob.get(int(p), (0, 0, -1))[2], "decision=merge") for p in loser_pos],
     }) if len(loser_pos) else pd.DataFrame({c: pd.Series([], dtype=object) for c in MERGE_MAP_COLUMNS})
     surv_of_loser = dict(zip(ids[loser_pos], ids[loser_surv], strict=True))
-    losers = original[original[RECORD_ID].astype(str).isin(surv_of_loser).to_numpy()].copy()
+    losers = original[member(original[RECORD_ID].astype(str), surv_of_loser)].copy()
     losers["survivor_id"] = losers[RECORD_ID].astype(str).map(surv_of_loser)
 
     # account merges: contacts pointing at a merged-away account now point at its survivor
@@ -353,7 +350,7 @@ def _dedupe_once(frame: pd.DataFrame, original: pd.DataFrame, pack: Pack, decisi
                 if key_:
                     repoint[key_] = target
         refs = out["account_ref"].astype(str)
-        hit = refs.isin(repoint) & (out["_object"] != "account")
+        hit = pd.Series(member(refs, repoint), index=refs.index) & (out["_object"] != "account")
         if hit.any():
             new = refs[hit].map(repoint)
             changes.append(changes_frame(out.loc[hit, RECORD_ID], stage="dedupe", rule_id="survivorship.account_repoint",

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from crmclean.dedupe.arrays import sorted_unique
 from crmclean.dedupe.features import blocking_keys
 
 
@@ -104,7 +105,7 @@ def union_pairs(lefts: list[np.ndarray], rights: list[np.ndarray]) -> tuple[np.n
     if not len(left):
         return left, right
     width = int(right.max()) + 1
-    combined = np.unique(left * width + right)
+    combined = sorted_unique(left * width + right)
     return combined // width, combined % width
 
 

@@ -13,6 +13,7 @@ import hashlib
 from collections.abc import Callable
 
 import numpy as np
+import pandas as pd
 
 
 class UnionFind:
@@ -108,3 +109,12 @@ def resolve(
 def cluster_id(record_id: str) -> str:
     """A stable cluster id from the cluster's smallest record id."""
     return "C" + hashlib.sha256(record_id.encode("utf-8")).hexdigest()[:12]
+
+
+def cluster_ids(record_ids: np.ndarray, labels: np.ndarray | pd.Series) -> np.ndarray:
+    """Each record's cluster id: :func:`cluster_id` of the smallest record id sharing its label
+    (hashed once per cluster, not once per record)."""
+    min_id = pd.Series(record_ids, dtype=object).groupby(np.asarray(labels)).transform("min").to_numpy(dtype=object)
+    codes, uniques = pd.factorize(min_id)
+    table = np.array([cluster_id(x) for x in uniques], dtype=object)
+    return table[codes] if len(codes) else np.zeros(0, dtype=object)

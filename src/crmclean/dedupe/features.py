@@ -11,7 +11,9 @@ import numpy as np
 import pandas as pd
 from anyascii import anyascii
 
+from crmclean.dedupe.arrays import sorted_unique
 from crmclean.dedupe.nicknames import blocking_names, known_names
+from crmclean.model import member
 from crmclean.normalize.name import GENERATIONAL
 
 _LETTERS = re.compile(r"[^a-z ]+")
@@ -57,7 +59,7 @@ def build_features(frame: pd.DataFrame, role_locals: frozenset[str] = frozenset(
     f["ln"] = ln
     f["fn_first"] = _umap(pd.Series(fn), lambda s: s.split(" ")[0] if s else "")
     f["fn_initial"] = f["fn"].str[:1]
-    f["fn_known"] = f["fn_first"].isin(known_names())
+    f["fn_known"] = member(f["fn_first"], known_names())
     f["ln_phon"] = _umap(pd.Series(ln), lambda s: jellyfish.metaphone(s.replace(" ", "")) if s else "")
     f["suffix"] = _umap(frame["suffix"], _suffix_key)
     email = frame["email"].astype(str)
@@ -65,7 +67,7 @@ def build_features(frame: pd.DataFrame, role_locals: frozenset[str] = frozenset(
     f["email"] = email.where(valid, "").str.casefold()
     local = f["email"].str.split("@").str[0].fillna("")
     f["email_local"] = local.str.split("+").str[0].str.replace(".", "", regex=False)
-    f["email_role"] = f["email_local"].isin(role_locals) & (f["email"] != "")
+    f["email_role"] = member(f["email_local"], role_locals) & (f["email"] != "").to_numpy()
     f["phone"] = _umap(frame["phone"], _phone_key)
     f["mobile"] = _umap(frame["mobile"], _phone_key)
     f["zip5"] = frame["postal_code"].astype(str).str[:5].where(frame["postal_code"].astype(str).str.match(r"^\d{5}"), "")
@@ -100,7 +102,7 @@ def shared_values(f: pd.DataFrame, min_people: int = 3) -> dict[str, frozenset[s
         sub = pd.DataFrame({"v": vals[has], "fn": f.loc[has, "fn_first"], "ln": f.loc[has, "ln"], "k": f.loc[has, "fn_known"]})
         sub = sub.drop_duplicates(["v", "fn", "ln"])
         sizes = sub["v"].value_counts()
-        crowded = sub[sub["v"].isin(set(sizes[sizes >= min_people].index))].sort_values(["v", "fn", "ln"], kind="mergesort")
+        crowded = sub[member(sub["v"], set(sizes[sizes >= min_people].index))].sort_values(["v", "fn", "ln"], kind="mergesort")
         shared = set()
         if len(crowded):
             grouped = crowded.groupby("v", sort=True).agg(list)
@@ -118,53 +120,58 @@ def shared_values(f: pd.DataFrame, min_people: int = 3) -> dict[str, frozenset[s
 
 def _apply_shared(f: pd.DataFrame, shared: dict[str, frozenset[str]]) -> None:
     for col in ("email", "phone", "mobile"):
-        f[f"{col}_shared"] = f[col].isin(shared[col]) & (f[col] != "")
+        f[f"{col}_shared"] = member(f[col], shared[col]) & (f[col] != "").to_numpy()
     f["email_shared"] = f["email_shared"] | f["email_role"]
 
 
+def _codes(values: np.ndarray) -> np.ndarray:
+    """Dense int64 codes for key strings; a blank key is -1 (no block)."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=False)
+    codes = codes.astype(np.int64)
+    blank = np.flatnonzero(uniques == "")
+    if len(blank):
+        codes[codes == blank[0]] = -1
+    return codes
+
+
 def blocking_keys(f: pd.DataFrame, on: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """(record positions, key strings) for a blocking rule; one record may have several keys."""
+    """(record positions, int64 block keys) for a blocking rule; one record may have several keys.
+
+    Keys are codes, not strings: equal codes ⇔ equal key values, which is all blocking needs, and
+    integers sort, hash and shuffle far faster than composite key strings.
+    """
     n = len(f)
-    pos = np.arange(n)
-
-    def single(col: str) -> tuple[np.ndarray, np.ndarray]:
-        return pos, f[col].to_numpy(dtype=object)
-
-    columns = {
-        "email": lambda: single("email"),
-        "email_local": lambda: single("email_local"),
-        "mobile": lambda: single("mobile"),
-        "last_name": lambda: single("ln"),
-        "last_name_phonetic": lambda: single("ln_phon"),
-        "first_initial": lambda: single("fn_initial"),
-        "city": lambda: single("city"),
-        "zip5": lambda: single("zip5"),
-        "street_key": lambda: single("street_key"),
-        "company_key": lambda: single("company"),
-        "full_name_sorted": lambda: single("full_sorted"),
-    }
+    pos = np.arange(n, dtype=np.int64)
+    columns = {"email": "email", "email_local": "email_local", "mobile": "mobile", "last_name": "ln", "last_name_phonetic": "ln_phon",
+               "first_initial": "fn_initial", "city": "city", "zip5": "zip5", "street_key": "street_key", "company_key": "company",
+               "full_name_sorted": "full_sorted"}
     keyed: tuple[np.ndarray, np.ndarray] | None = None
     for col in on:
         if col == "phone_any":
-            cur = (np.concatenate([pos, pos]), np.concatenate([f["phone"].to_numpy(dtype=object), f["mobile"].to_numpy(dtype=object)]))
+            both = np.concatenate([f["phone"].to_numpy(dtype=object), f["mobile"].to_numpy(dtype=object)])
+            cur = (np.concatenate([pos, pos]), _codes(both))
         elif col == "first_name_canonical":
             names = _umap(f["fn_first"], blocking_names)
             lens = np.fromiter((len(x) for x in names), dtype=np.int64, count=n)
-            cur = (np.repeat(pos, lens), np.array([k for x in names for k in x], dtype=object))
+            cur = (np.repeat(pos, lens), _codes(np.array([k for x in names for k in x], dtype=object)))
         else:
-            cur = columns[col]()
-        nonblank = cur[1] != ""
+            cur = (pos, _codes(f[columns[col]].to_numpy(dtype=object)))
+        nonblank = cur[1] >= 0
         cur = (cur[0][nonblank], cur[1][nonblank])
         if keyed is None:
             keyed = cur
         else:  # combine on the record position (either side may hold several keys per record)
-            left = pd.DataFrame({"p": keyed[0], "k": keyed[1]})
-            right = pd.DataFrame({"p": cur[0], "k2": cur[1]})
-            merged = left.merge(right, on="p")
-            keyed = (merged["p"].to_numpy(), (merged["k"].astype(str) + "\x1f" + merged["k2"].astype(str)).to_numpy(dtype=object))
+            if len(keyed[0]) == len(cur[0]) and np.array_equal(keyed[0], cur[0]):
+                p, a, b = keyed[0], keyed[1], cur[1]
+            else:
+                merged = pd.DataFrame({"p": keyed[0], "a": keyed[1]}).merge(pd.DataFrame({"p": cur[0], "b": cur[1]}), on="p")
+                p, a, b = merged["p"].to_numpy(dtype=np.int64), merged["a"].to_numpy(dtype=np.int64), merged["b"].to_numpy(dtype=np.int64)
+            width = int(b.max()) + 1 if len(b) else 1
+            keyed = (p, pd.factorize(a * width + b)[0].astype(np.int64))  # re-coded densely: never overflows
     assert keyed is not None
     positions, keys = keyed
     if len(positions):  # the same record twice under one key (phone == mobile) pairs once
-        uniq = pd.DataFrame({"p": positions, "k": keys}).drop_duplicates()
-        positions, keys = uniq["p"].to_numpy(), uniq["k"].to_numpy(dtype=object)
+        width = int(keys.max()) + 1
+        both = sorted_unique(positions * width + keys)
+        positions, keys = both // width, both % width
     return positions, keys

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import csv
 import io
-import itertools
 import os
 import re
 from collections.abc import Callable, Iterable, Sequence
-from operator import itemgetter
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from pandas.api.types import infer_dtype
 
 TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 _PLAIN_DATA = re.compile(r"^(?:\+\d{6,15}(?:;ext=\d{1,10})?|[+-]?\d+(?:[.,]\d+)?)$")
@@ -49,20 +48,31 @@ def unescape(value: str) -> str:
     return value
 
 
+_FIRST = frozenset(TRIGGERS + ("'",))
+_FIRST_CODES = np.array(sorted(ord(c) for c in _FIRST), dtype=np.uint32)
+
+
+def _first_char_hits(vals: np.ndarray) -> np.ndarray:
+    """Positions of the strings whose first character could make (or hide) a formula."""
+    try:
+        first = vals.astype("U1")  # numpy keeps the first code point of each string: one C pass
+    except (UnicodeError, ValueError):
+        return np.array([i for i, v in enumerate(vals) if v[:1] in _FIRST], dtype=np.int64)
+    return np.flatnonzero(np.isin(first.view(np.uint32), _FIRST_CODES))
+
+
 def escape_frame(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[tuple[int, str]]]:
     """Escape every cell; return the new frame and (row position, column) of each escaped cell."""
     out = frame.copy()
     hits: list[tuple[int, str]] = []
     for pos, col in enumerate(out.columns):
-        values = out.iloc[:, pos].astype(str)
-        first = values.str[:1]
-        cand = first.isin(TRIGGERS + ("'",)).to_numpy()
-        if not cand.any():
+        vals = text_column(out.iloc[:, pos])
+        idx = _first_char_hits(vals).tolist()
+        if not idx:
             continue
-        idx = np.flatnonzero(cand)
-        vals = values.to_numpy(dtype=object)
+        vals = vals.copy()
         changed = []
-        for i in idx.tolist():
+        for i in idx:
             new = escape(vals[i])
             if new != vals[i]:
                 vals[i] = new
@@ -77,38 +87,49 @@ def formula_cells(frame: pd.DataFrame) -> list[tuple[int, str]]:
     """Cells a spreadsheet would execute (for findings when a target keeps values exact)."""
     hits: list[tuple[int, str]] = []
     for pos, col in enumerate(frame.columns):
-        values = frame.iloc[:, pos].astype(str)
-        cand = np.flatnonzero(values.str[:1].isin(TRIGGERS).to_numpy())
-        vals = values.to_numpy(dtype=object)
-        hits.extend((int(i), col) for i in cand.tolist() if is_formula_like(vals[i]))
+        vals = text_column(frame.iloc[:, pos])
+        hits.extend((i, col) for i in _first_char_hits(vals).tolist() if is_formula_like(vals[i]))
     return hits
 
 
 # Python's csv quotes a field only for the characters of *its* line terminator: with "\n", a bare
-# "\r" inside a value would be written unquoted and split the record in every reader. So records
-# are written with a terminator holding both (and two characters no CRM value carries), which
-# makes any field with \r or \n quoted, and the terminator is then put back to the one asked for.
+# "\r" inside a value would be written unquoted and split the record in every reader. A file with
+# no CR at all is written directly; otherwise records are written with a terminator holding both
+# (and two characters no CRM value carries), which makes any field with \r or \n quoted, and the
+# terminator is then put back to the one asked for.
 _SENTINEL = "\r\n\x00\x01"
 
 
 def csv_bytes(header: Sequence[str], rows: Sequence[Sequence[Any]], *, encoding: str = "utf-8", line_ending: str = "\n") -> bytes:
-    return _csv(header, lambda: rows, encoding, line_ending)
+    return _csv(header, lambda: rows, len(rows), encoding, line_ending)
+
+
+def text_column(series: pd.Series) -> np.ndarray:
+    """A column as an object array of ``str`` (converted only when something is not a string)."""
+    values = series.to_numpy(dtype=object)
+    if infer_dtype(values, skipna=False) in ("string", "empty"):
+        return values
+    return series.astype(str).to_numpy(dtype=object)
 
 
 def frame_csv_bytes(frame: pd.DataFrame, *, encoding: str = "utf-8", line_ending: str = "\n") -> bytes:
-    cols = [frame.iloc[:, i].astype(str).to_numpy(dtype=object) for i in range(frame.shape[1])]
-    return _csv(list(frame.columns), lambda: zip(*cols, strict=True) if cols else iter(()), encoding, line_ending)
+    cols = [text_column(frame.iloc[:, i]) for i in range(frame.shape[1])]
+    return _csv(list(frame.columns), lambda: zip(*cols, strict=True) if cols else iter(()), len(frame), encoding, line_ending)
 
 
-def _csv(header: Sequence[str], rows: Callable[[], Iterable[Sequence[Any]]], encoding: str, line_ending: str) -> bytes:
-    """``rows()`` yields the records afresh each call, so nothing is held as a list of tuples."""
+def _csv(header: Sequence[str], rows: Callable[[], Iterable[Sequence[Any]]], count: int, encoding: str, line_ending: str) -> bytes:
+    """``rows()`` yields the ``count`` records afresh each call, so nothing is held as a list of tuples."""
+    if "\r" in line_ending and "\n" in line_ending:  # both characters already force quoting
+        return _write(header, rows(), line_ending).encode(encoding)
+    text = _write(header, rows(), line_ending)
+    if "\r" not in text:  # no value holds a bare CR the terminator would not have quoted
+        return text.encode(encoding)
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator=_SENTINEL, quoting=csv.QUOTE_MINIMAL)
     writer.writerow(header)
-    counted = itertools.count()
-    writer.writerows(map(itemgetter(0), zip(rows(), counted, strict=False)))  # counts the records, all in C (the counter is endless)
+    writer.writerows(rows())
     text = buf.getvalue()
-    if text.count(_SENTINEL) == next(counted) + 1:  # the sentinel ends records only
+    if text.count(_SENTINEL) == count + 1:  # the sentinel ends records only
         return text.replace(_SENTINEL, line_ending).encode(encoding)
     # a value holds the sentinel itself: write record by record (slower, exact)
     out = []
@@ -117,6 +138,14 @@ def _csv(header: Sequence[str], rows: Callable[[], Iterable[Sequence[Any]]], enc
         csv.writer(one, lineterminator=_SENTINEL, quoting=csv.QUOTE_MINIMAL).writerow(row)
         out.append(one.getvalue()[: -len(_SENTINEL)] + line_ending)
     return "".join(out).encode(encoding)
+
+
+def _write(header: Sequence[str], rows: Iterable[Sequence[Any]], line_ending: str) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator=line_ending, quoting=csv.QUOTE_MINIMAL)
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buf.getvalue()
 
 
 def write_xlsx(path: str | os.PathLike[str], frame: pd.DataFrame, sheet: str = "Records") -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from crmclean.model import EXTRA_PREFIX, FINDING_COLUMNS, RECORD_ID, concat, findings_frame
+from crmclean.model import EXTRA_PREFIX, FINDING_COLUMNS, RECORD_ID, concat, findings_frame, member
 from crmclean.rules.packs import Pack
 from crmclean.validate import picklist_value
 
@@ -80,7 +80,7 @@ def to_target(frame: pd.DataFrame, target: Pack, owners: dict[str, str] | None =
             spec = picklists[canonical]
             values = pd.Series(_umap(values, lambda v, s=spec: picklist_value(v, s)[0] if v else v), index=frame.index)
         elif canonical == "owner_ref" and owners is not None:
-            known = values.isin(owners) | (values.str.strip() == "")
+            known = pd.Series(member(values, owners), index=values.index) | (values.str.strip() == "")
             if (~known).any():
                 unmapped = sorted(set(values[~known]))
                 findings.append(findings_frame(frame.loc[~known, RECORD_ID], stage="export", check_id="export.owner_unmapped",

@@ -185,6 +185,7 @@ def read_csv(path: str | Path, options: CsvOptions | None = None, display: str |
     header_line = 1
     prev_end = 0
     trailing_empty = 0
+    has_nul = "\x00" in text  # looked for field by field only when the file holds one
     try:
         for row in reader:
             start = prev_end + 1
@@ -205,7 +206,7 @@ def read_csv(path: str | Path, options: CsvOptions | None = None, display: str |
                     code = "E-CSV-RAGGED" if len(row) > width else "E-CSV-SHORT"
                     rejects.append(Reject(start, code, f"expected {width} fields (header), found {len(row)}", delimiter.join(row)))
                     continue
-            nul_at = next((i for i, cell in enumerate(row) if "\x00" in cell), None)
+            nul_at = next((i for i, cell in enumerate(row) if "\x00" in cell), None) if has_nul else None
             if nul_at is not None:
                 rejects.append(Reject(start, "E-CSV-NUL", f"NUL byte inside field {nul_at + 1} ('{header[nul_at][:40]}')", delimiter.join(row).replace("\x00", "\\0")))
                 continue
