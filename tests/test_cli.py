@@ -190,12 +190,34 @@ def test_outputs_identical_across_hash_seeds(tmp_path):
 
 
 def test_concurrent_runs_exactly_one_proceeds(tmp_path):
+    """T11: rounds of four simultaneous runs on one output directory. Each run either holds the
+    lock and publishes, or exits 75 at once; no two runs ever hold the directory at the same time
+    (the lock-holding intervals, from each run's own log, never overlap)."""
+    import datetime as dt
+
     out = tmp_path / "shared"
-    procs = [subprocess.Popen([sys.executable, "-m", "crmclean", "-q", "run", SAMPLE, "-o", str(out), *AS_OF], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, env=_env()) for _ in range(4)]
-    codes = sorted(p.wait(timeout=300) for p in procs)
-    assert codes.count(0) >= 1 and set(codes) <= {0, 75}
-    verify(out)
+    overlaps = 0
+    for rnd in range(3):
+        logs = [tmp_path / f"r{rnd}-{i}.log" for i in range(4)]
+        procs = [subprocess.Popen([sys.executable, "-m", "crmclean", "-q", "run", SAMPLE, "-o", str(out), *AS_OF, "--log-file", str(log),
+                                   "--log-format", "json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env()) for log in logs]
+        codes = [p.wait(timeout=300) for p in procs]
+        for p in procs:
+            p.communicate()
+        assert codes.count(0) >= 1 and set(codes) <= {0, 75}, codes
+        held = []
+        for code, log in zip(codes, logs, strict=True):
+            events = [json.loads(line) for line in log.read_text().splitlines()]
+            if code == 0:  # finish is logged inside the lock, 'seconds' after the locked work began
+                fin = next(e for e in events if e["event"] == "finish")
+                end = dt.datetime.strptime(fin["ts"], "%Y-%m-%dT%H:%M:%S.%fZ").timestamp()
+                held.append((end - fin["seconds"], end))
+            else:
+                assert events[-1]["event"] == "error" and events[-1]["exit_code"] == 75
+        held.sort()
+        overlaps += sum(1 for a, b in zip(held, held[1:]) if b[0] < a[1])
+        verify(out)
+    assert overlaps == 0
 
 
 def test_sigkill_at_random_moments_never_leaves_a_partial_output(tmp_path):
