@@ -87,6 +87,13 @@ def _us_patterns() -> tuple[re.Pattern[str], re.Pattern[str], list[re.Pattern[st
     return general, fixed, special
 
 
+@lru_cache(maxsize=1)
+def _any_special() -> re.Pattern[str] | None:
+    """One alternation of the special-service patterns: it fullmatches exactly when one of them does."""
+    special = _us_patterns()[2]
+    return re.compile("|".join(f"(?:{p.pattern})" for p in special)) if special else None
+
+
 def fast_us(values: pd.Series) -> pd.Series:
     """E.164 for values that are plainly US numbers; NA where the reference path must decide.
 
@@ -94,19 +101,19 @@ def fast_us(values: pd.Series) -> pd.Series:
     fixed-line pattern matches and no special-service pattern does: then phonenumbers assigns it
     to region US, valid, type FIXED_LINE_OR_MOBILE — exactly what the reference path returns.
     """
-    general, fixed, special = _us_patterns()
-    parts = values.str.extract(_NANP_SHAPE)
-    digits = parts[0] + parts[1] + parts[2]
-    ok = digits.notna()
-    if ok.any():
-        d = digits[ok]
-        good = d.str.fullmatch(general.pattern) & d.str.fullmatch(fixed.pattern)
-        for pat in special:
-            good &= ~d.str.fullmatch(pat.pattern)
-        ok.loc[ok] = good.fillna(False).to_numpy(dtype=bool)
-    out = pd.Series(pd.NA, index=values.index, dtype=object)
-    out[ok] = "+1" + digits[ok]
-    return out
+    general, fixed, _special = _us_patterns()
+    special = _any_special()
+    shape = _NANP_SHAPE.match
+    out: list[str | None] = []
+    for value in values.to_numpy(dtype=object):
+        m = shape(value) if isinstance(value, str) else None
+        if m is None:
+            out.append(None)
+            continue
+        d = m.group(1) + m.group(2) + m.group(3)
+        ok = general.fullmatch(d) is not None and fixed.fullmatch(d) is not None and (special is None or special.fullmatch(d) is None)
+        out.append("+1" + d if ok else None)
+    return pd.Series(out, index=values.index, dtype=object)
 
 
 def normalize_phones(values: pd.Series, regions: pd.Series, fmt: str = "e164") -> tuple[pd.Series, pd.Series, pd.Series]:
