@@ -305,3 +305,13 @@ def test_sorted_unique_equals_numpy_unique(values):
 
     arr = np.array(values, dtype=np.int64)
     assert sorted_unique(arr).tolist() == np.unique(arr).tolist()
+
+
+@given(st.lists(st.tuples(st.text(min_size=1, max_size=6), st.integers(0, 8)), max_size=60, unique_by=lambda t: t[0]))
+def test_cluster_ids_hash_the_smallest_member_id(members):
+    from crmclean.dedupe.cluster import cluster_ids
+
+    ids = np.array([m[0] for m in members], dtype=object)
+    labels = np.array([m[1] for m in members], dtype=np.int64)
+    smallest = {lab: min(i for i, lb in members if lb == lab) for lab in set(labels.tolist())}
+    assert cluster_ids(ids, labels).tolist() == [cluster_id(smallest[lab]) for lab in labels.tolist()]
