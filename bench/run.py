@@ -158,7 +158,12 @@ def main() -> None:
         res = json.loads(proc.stdout.strip().splitlines()[-1])
         rows.append(res)
         stamp = dt.date.today().isoformat()
-        (RESULTS / f"{stamp}-{size}-{args.engine}.json").write_text(json.dumps(res, indent=2) + "\n")
+        out = RESULTS / f"{stamp}-{size}-{args.engine}.json"
+        # Runs of other stages on the same day and size add to the file instead of replacing it;
+        # a stage measured again replaces its own figures.
+        merged = json.loads(out.read_text()) if out.exists() else {}
+        merged.update(res)
+        out.write_text(json.dumps(merged, indent=2) + "\n")
         print(json.dumps(res, indent=2))
 
 
