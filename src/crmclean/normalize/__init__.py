@@ -117,6 +117,11 @@ def _tables(pack_path: str, pub_ref: str, country_ref: str) -> tuple[Pub28, Coun
     return Pub28.from_data(load_table(pack_path, pub_ref)), CountryTable.from_data(load_table(pack_path, country_ref))
 
 
+def _table_refs(opts: dict[str, Any]) -> tuple[str, str]:
+    return (opts.get("address", {}).get("pub28", "data/usps_pub28.yaml"),
+            opts.get("country", {}).get("table", "data/countries.yaml"))
+
+
 class _Recorder:
     """Tracks, per field, which rules changed a value and which flags were raised."""
 
@@ -281,6 +286,8 @@ def normalize(frame: pd.DataFrame, pack: Pack, ctx: NormalizeContext, workers: i
     """
     workers = _workers() if workers is None else workers
     ctx = prepare(frame, ctx, ctx.parallel)
+    opts = pack.data.get("normalize", {})
+    _tables(pack.path, *_table_refs(opts))  # parsed once here, inherited by forked workers
     if workers < 2 or len(frame) < PARALLEL_ROWS or not ctx.parallel:
         return _finish(_normalize_part(frame, pack, ctx))
     from crmclean.procs import worker_pool
@@ -337,7 +344,12 @@ def _normalize_part(frame: pd.DataFrame, pack: Pack, ctx: NormalizeContext) -> S
 
     # 2. JSON lists in email / phone cells (one value per field; a second goes to the spare field)
     for primary, spare in (("email", "email_2"), ("phone", "mobile")):
-        parsed = _map(f[primary], _json_values)
+        # only a cell holding "[" can be a JSON list: the rest are skipped in one vectorised pass
+        maybe = f[primary].str.contains("[", regex=False).to_numpy(dtype=bool, na_value=False)
+        if not maybe.any():
+            continue
+        parsed = np.full(n, None, dtype=object)
+        parsed[maybe] = _map(pd.Series(f[primary].to_numpy(dtype=object)[maybe], dtype=object), _json_values)
         has = np.array([p is not None for p in parsed], dtype=bool)
         if has.any():
             first = np.array([p[0] if p else "" for p in parsed], dtype=object)
@@ -347,8 +359,7 @@ def _normalize_part(frame: pd.DataFrame, pack: Pack, ctx: NormalizeContext) -> S
             spare_vals = f[spare].to_numpy(dtype=object)
             rec.set(spare, np.where((spare_vals == "") & (second != ""), second, spare_vals), "json.list")
 
-    pub, countries = _tables(pack.path, opts.get("address", {}).get("pub28", "data/usps_pub28.yaml"),
-                             opts.get("country", {}).get("table", "data/countries.yaml"))
+    pub, countries = _tables(pack.path, *_table_refs(opts))
 
     # 3. country
     if on("country"):

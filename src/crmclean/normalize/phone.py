@@ -69,7 +69,8 @@ def normalize_phone(value: str, region: str, fmt: str = "e164") -> tuple[str, st
 # --- fast path: North-American numbers in the common shapes --------------------------------
 
 _NANP_SHAPE = re.compile(
-    r"^\s*(?:\+?1[\s.\-]?)?\(?([2-9]\d{2})\)?[\s.\-]?([2-9]\d{2})[\s.\-]?(\d{4})\s*$"
+    r"^\s*(?:\+?1[\s.\-]?)?\(?([2-9]\d{2})\)?[\s.\-]?([2-9]\d{2})[\s.\-]?(\d{4})"
+    r"(?: (?:x|ext\.?) ?(\d{1,6}))?\s*$"  # an extension as reps type it: " x12", " ext 9", " ext. 99"
 )
 
 
@@ -100,6 +101,8 @@ def fast_us(values: pd.Series) -> pd.Series:
     Only regions US and CA reach here (NANP, country code 1). A number counts only when the US
     fixed-line pattern matches and no special-service pattern does: then phonenumbers assigns it
     to region US, valid, type FIXED_LINE_OR_MOBILE — exactly what the reference path returns.
+    An extension written " x12", " ext 12" or " ext. 12" is kept as ``;ext=12``, as the
+    reference path keeps it (neither validity nor type depends on it).
     """
     general, fixed, _special = _us_patterns()
     special = _any_special()
@@ -112,7 +115,8 @@ def fast_us(values: pd.Series) -> pd.Series:
             continue
         d = m.group(1) + m.group(2) + m.group(3)
         ok = general.fullmatch(d) is not None and fixed.fullmatch(d) is not None and (special is None or special.fullmatch(d) is None)
-        out.append("+1" + d if ok else None)
+        ext = m.group(4)
+        out.append(("+1" + d + (f";ext={ext}" if ext else "")) if ok else None)
     return pd.Series(out, index=values.index, dtype=object)
 
 
