@@ -343,6 +343,14 @@ def test_place_inside_the_street_never_drops_words():
     ]
 
 
+@given(st.text(max_size=30) | st.text(alphabet=st.characters(max_codepoint=127), max_size=30))
+def test_letters_cased_ascii_shortcut_equals_letter_by_letter(value: str) -> None:
+    from crmclean.normalize.text import _cased_letters, letters_cased
+
+    up, low = _cased_letters(value)
+    assert letters_cased(value) == ("mixed" if up and low else "upper" if up else "lower" if low else "none")
+
+
 def test_json_list_cells_give_one_value_per_field():
     """Krayin-style exports write emails and phones as JSON lists of {label, value}."""
     from helpers import canonical

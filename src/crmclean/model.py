@@ -111,7 +111,8 @@ def changes_frame(
             "before": before.to_numpy(dtype=object),
             "after": after.to_numpy(dtype=object),
             "reason": reason.to_numpy(dtype=object) if isinstance(reason, pd.Series) else [reason] * n,
-        }
+        },
+        dtype=object,  # as the empty table is; inferring Arrow strings column by column costs more than the rest
     )
 
 

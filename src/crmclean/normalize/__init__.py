@@ -103,7 +103,11 @@ def _tidy_column(series: pd.Series) -> np.ndarray:
     """:func:`tidy` over a column; values that are visibly tidy already (plain ASCII, single
     spaces — NFC-invariant, nothing invisible) are recognised in one vectorised pass."""
     values = series.to_numpy(dtype=object)
-    plain = series.astype(str).str.fullmatch(_TIDY_ASCII).to_numpy(dtype=bool, na_value=False) | (values == "")
+    plain = values == ""
+    if plain.all():  # a column the export does not fill: nothing to look at
+        return values
+    filled = np.flatnonzero(~plain)
+    plain[filled] = pd.Series(values[filled], dtype=str).str.fullmatch(_TIDY_ASCII).to_numpy(dtype=bool, na_value=False)
     if plain.all():
         return values
     out = values.copy()
@@ -138,7 +142,9 @@ class _Recorder:
         if changed.any():
             rules = self.rules.setdefault(field_name, np.full(len(old), "", dtype=object))
             rules[changed] = np.where(rules[changed] == "", rule, rules[changed] + "+" + rule)
-            self.frame[field_name] = new_arr
+            # object dtype as loaded: letting pandas infer Arrow strings here would convert the
+            # column on every step that changes it, and back on the next step that reads it
+            self.frame[field_name] = pd.Series(new_arr, index=self.frame.index, dtype=object)
 
     def flag(self, field_name: str, reasons: Any, severity: str = "warning") -> None:
         arr = pd.Series(np.asarray(reasons, dtype=object), index=self.frame.index)
@@ -259,7 +265,13 @@ def _part(i: int) -> StageResult:
     assert _JOB is not None
     frame, pack, ctx, ranges = _JOB
     a, b = ranges[i]
-    return _normalize_part(frame.iloc[a:b], pack, ctx)
+    part = frame.iloc[a:b]
+    result = _normalize_part(part, pack, ctx)
+    # send back only what the parent does not have: the columns this part changed or added
+    # (pickling the untouched columns back and forth cost more than a second of the stage)
+    changed = set(result.changes["field"]) if len(result.changes) else set()
+    keep = [c for c in result.frame.columns if c not in part.columns or c in changed or result.frame[c].dtype != part[c].dtype]
+    return replace(result, frame=result.frame[keep])
 
 
 def prepare(frame: pd.DataFrame, ctx: NormalizeContext, parallel: bool) -> NormalizeContext:
@@ -303,12 +315,26 @@ def normalize(frame: pd.DataFrame, pack: Pack, ctx: NormalizeContext, workers: i
             parts = list(pool.map(_part, range(len(ranges))))
     finally:
         _JOB = None
-    return _finish(_merge(parts))
+    return _finish(_merge(parts, frame))
 
 
-def _merge(parts: list[StageResult]) -> StageResult:
-    """Parts (contiguous row ranges, in order) → one result ordered as a single run orders it."""
-    frame = pd.concat([p.frame for p in parts])
+def _merge(parts: list[StageResult], source: pd.DataFrame | None = None) -> StageResult:
+    """Parts (contiguous row ranges, in order) → one result ordered as a single run orders it.
+
+    A part's frame may hold only the columns it changed or added: the rest of its rows are
+    taken from ``source``, the frame the parts were cut from (same index)."""
+    if source is None:
+        frame = pd.concat([p.frame for p in parts])
+    else:
+        frame = source.copy()
+        new_columns = [c for p in parts for c in p.frame.columns if c not in source.columns]
+        for c in [*[c for c in source.columns if any(c in p.frame.columns for p in parts)], *dict.fromkeys(new_columns)]:
+            pieces, at = [], 0
+            for p in parts:
+                n = len(p.frame)
+                pieces.append(p.frame[c] if c in p.frame.columns else source[c].iloc[at:at + n])
+                at += n
+            frame[c] = pd.concat(pieces)
     rank = {c: i for i, c in enumerate(CANONICAL_FIELDS)}
     changes = pd.concat([p.changes for p in parts], ignore_index=True)
     if len(changes):
@@ -491,7 +517,9 @@ def _normalize_part(frame: pd.DataFrame, pack: Pack, ctx: NormalizeContext) -> S
                               reason=pd.Series(rules[mask]))
             )
     change_df = concat(changes, CHANGE_COLUMNS)
-    if len(change_df):
-        change_df["rule_id"] = "normalize." + change_df["reason"].str.split("+").str[-1]
+    if len(change_df):  # the rule that made the final value: the last of the reason's chain
+        codes, chains = pd.factorize(change_df["reason"], use_na_sentinel=False)
+        last = np.array(["normalize." + str(c).rpartition("+")[2] for c in chains], dtype=object)
+        change_df["rule_id"] = last[codes]
     return StageResult(frame=f, changes=change_df, findings=pd.concat(rec.findings, ignore_index=True) if rec.findings
                        else concat([], FINDING_COLUMNS).assign(_call=pd.Series([], dtype=np.int64)))

@@ -195,6 +195,22 @@ def fast_us_street(street: str, pub: Pub28, style: str = "title") -> tuple[str, 
     :func:`normalize_us_street` on every value this accepts.
     """
     text = tidy(street)
+    lead = _LEAD_NUMBER.match(text)
+    if lead is None:
+        return None
+    # The house number only passes through (digits, no case), so the rest of the street is
+    # formatted once per distinct rest: many houses share a street.
+    rest = _fast_rest(lead.group(2), pub, style)
+    return None if rest is None else (lead.group(1) + " " + rest, (), None)
+
+
+_LEAD_NUMBER = re.compile(r"(\d{1,6}) (.+)", re.DOTALL)  # on tidied text: one space after the number
+
+
+@lru_cache(maxsize=65_536)
+def _fast_rest(rest: str, pub: Pub28, style: str) -> str | None:
+    """The fast path for "1 <rest>", without the "1 ": the house number never changes the rest."""
+    text = "1 " + rest
     m = _fast_pattern(pub).match(text)
     if not m:
         return None
@@ -218,7 +234,7 @@ def fast_us_street(street: str, pub: Pub28, style: str = "title") -> tuple[str, 
     elif m.group("hid"):
         tags["OccupancyIdentifier"] = "#" + m.group("hid")
     out = _format_us(tags, pub, style, letters_cased(text) in ("upper", "lower"))
-    return out, (), None
+    return out[2:]  # "1 " + the formatted rest
 
 
 def _test_pub() -> Pub28:

@@ -23,15 +23,25 @@ def tidy(value: str) -> str:
 
 def letters_cased(value: str) -> str:
     """'upper', 'lower' or 'mixed' over the cased letters of ``value`` ('none' without any)."""
+    if value.isascii():  # cased letters are A-Z and a-z: str.lower/str.upper find them in C
+        has_upper = value.lower() != value
+        has_lower = value.upper() != value
+    else:
+        has_upper, has_lower = _cased_letters(value)
+    if has_upper and has_lower:
+        return "mixed"
+    return "upper" if has_upper else "lower" if has_lower else "none"
+
+
+def _cased_letters(value: str) -> tuple[bool, bool]:
+    """(any upper-case letter, any lower-case letter), letter by letter: the reference."""
     has_upper = has_lower = False
     for ch in value:
         if ch.isupper():
             has_upper = True
         elif ch.islower():
             has_lower = True
-    if has_upper and has_lower:
-        return "mixed"
-    return "upper" if has_upper else "lower" if has_lower else "none"
+    return has_upper, has_lower
 
 
 _ROMAN = re.compile(r"^(?=[ivxlcdm]+$)m{0,3}(cm|cd|d?c{0,3})(xc|xl|l?x{0,3})(ix|iv|v?i{0,3})$", re.I)
