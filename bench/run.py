@@ -75,6 +75,7 @@ def one(size: int, seed: int, stages: list[str], engine: str) -> dict[str, objec
     records = len(floor)
     out["records"] = records
     del floor
+    (DATA / "floor.tmp.csv").unlink()
 
     if "stages" in stages or "normalize" in stages or "dedupe" in stages:
         t = time.perf_counter()
