@@ -9,6 +9,7 @@ import errno
 import itertools
 import json
 import os
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -233,6 +234,11 @@ for check in ["{id: c, field: email, check: maybe}", "{id: c, field: nope, check
     PACK_CASES.append(f"kind: rules\nvalidate:\n  checks:\n    - {check}\n")
 
 
+for ref in ["../../../etc/passwd", "/etc/passwd", "data/../../../../etc/hosts", "data/no-such-table.yaml", "''"]:
+    PACK_CASES.append(f"kind: rules\nnormalize:\n  address:\n    pub28: {ref}\n")  # paths outside the pack and rules
+    PACK_CASES.append(f"kind: rules\nnormalize:\n  country:\n    table: {ref}\n")
+
+
 @pytest.mark.parametrize("text", PACK_CASES, ids=[f"pack{i}" for i in range(len(PACK_CASES))])
 def test_invalid_packs_are_refused_with_file_line_col(tmp_path, text):
     path = tmp_path / "p.yaml"
@@ -241,6 +247,22 @@ def test_invalid_packs_are_refused_with_file_line_col(tmp_path, text):
         load_pack(str(path))
     for p in exc.value.problems:
         assert p.code.startswith("E-") and (p.location.startswith(str(path)) or p.location == "nowhere-pack"), p
+
+
+def test_a_table_symlinked_out_of_the_pack_folder_is_refused(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.yaml").write_text("a: 1\n", encoding="utf-8")
+    packs = tmp_path / "packs"
+    packs.mkdir()
+    (packs / "link.yaml").symlink_to(outside / "secret.yaml")
+    (packs / "p.yaml").write_text("kind: rules\nnormalize:\n  country:\n    table: link.yaml\n", encoding="utf-8")
+    with pytest.raises(RulePackError) as exc:
+        load_pack(str(packs / "p.yaml"))
+    assert [(p.code, p.location) for p in exc.value.problems] == [("E-RULE-PATH", f"{packs / 'p.yaml'}:4:12")]
+    shutil.copy(outside / "secret.yaml", packs / "real.yaml")  # a real file beside the pack is fine
+    (packs / "q.yaml").write_text("kind: rules\nnormalize:\n  country:\n    table: real.yaml\n", encoding="utf-8")
+    assert load_pack(str(packs / "q.yaml")).data["normalize"]["country"]["table"] == "real.yaml"
 
 
 def test_pack_corpus_is_large_enough():

@@ -353,6 +353,7 @@ def _load_uncached(path_str: str, expect: str | None, chain: tuple[str, ...]) ->
     problems = validate(raw, SCHEMAS[kind], display)
     if expect and kind != expect:
         problems.insert(0, Problem("E-RULE-KIND", display, f"this is a '{kind}' pack, a '{expect}' pack is needed here", "pass the right pack"))
+    problems += _table_path_problems(raw, path, display)
     data = _plain(raw)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     if problems:
@@ -366,12 +367,43 @@ def _load_uncached(path_str: str, expect: str | None, chain: tuple[str, ...]) ->
     return Pack(name=name, kind=kind, path=path_str, data=data, sha256=digest)
 
 
+TABLE_REFS = (("normalize", "address", "pub28"), ("normalize", "country", "table"))
+
+
+def table_path(pack_path: str, ref: str) -> Path | None:
+    """Where a table named by a pack lives: beside the pack, else among the shipped rules —
+    never outside both (no absolute path, no ``..``, no symlink leading out). None if refused."""
+    rel = Path(ref)
+    if not ref or rel.is_absolute() or ".." in rel.parts:
+        return None
+    for root in (Path(pack_path).parent.resolve(), rules_dir().resolve()):
+        candidate = (root / rel).resolve()
+        if candidate.is_file():
+            return candidate if candidate.is_relative_to(root) else None
+    return None
+
+
+def _table_path_problems(raw: dict[str, Any], path: Path, display: str) -> list[Problem]:
+    problems = []
+    for keys in TABLE_REFS:
+        node: Any = raw
+        for k in keys[:-1]:
+            node = node.get(k) if isinstance(node, dict) else None
+        ref = node.get(keys[-1]) if isinstance(node, dict) else None
+        if isinstance(ref, str) and table_path(str(path), ref) is None:
+            line, col = node.value_marks.get(keys[-1], (1, 1)) if isinstance(node, MarkedDict) else (1, 1)
+            problems.append(Problem("E-RULE-PATH", f"{display}:{line}:{col}",
+                                    f"{'.'.join(keys)} must name an existing file inside the pack's folder or the shipped rules",
+                                    "use a relative path without '..', e.g. data/usps_pub28.yaml"))
+    return problems
+
+
 def load_table(pack_path: str, ref: str) -> Any:
     """Load a data table (e.g. ``data/usps_pub28.yaml``) named by a pack, relative to it."""
-    path = Path(ref)
-    if not path.is_absolute():
-        local = Path(pack_path).parent / path
-        path = local if local.is_file() else rules_dir() / path
+    path = table_path(pack_path, ref)
+    if path is None:
+        raise RulePackError([Problem("E-RULE-PATH", ref, "a table must be a file inside the pack's folder or the shipped rules",
+                                     "use a relative path without '..', e.g. data/usps_pub28.yaml")])
     return _plain(load_yaml_file(str(path)))
 
 
