@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import pandas as pd
@@ -32,8 +33,10 @@ def canonical(rows: list[dict[str, str]], obj: str = "contact", normalized: bool
 
 
 def xlsx_book(path: Path, sheets: dict[str, list[list[str]]], **options: object) -> Path:
-    """A workbook whose cells are all written as text."""
+    """A workbook whose cells are all written as text; the same bytes on every call (a fixed
+    creation time), so a fuzz example that fails replays on the same file."""
     wb = xlsxwriter.Workbook(str(path), options)
+    wb.set_properties({"created": dt.datetime(2026, 1, 1)})
     for name, rows in sheets.items():
         ws = wb.add_worksheet(name)
         for r, row in enumerate(rows):

@@ -154,6 +154,17 @@ def _xlsx_corpus(tmp: Path) -> list[Path]:
     nocache = (b'<?xml version="1.0"?><worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData>'
                b'<row r="1"><c r="A1" t="inlineStr"><is><t>Email</t></is></c></row><row r="2"><c r="A2"><f>1+1</f></c></row></sheetData></worksheet>')
     out.append(_rewrite(base, tmp / "formula_nocache.xlsx", {"xl/worksheets/sheet1.xml": nocache}))
+    # a stray value far from the table: the reader would allocate the whole bounding box (550 GB
+    # for XFD1048576) and abort the process; refused before it reads, on any sheet it will read
+    sheet = b"<worksheet xmlns='http://schemas.openxmlformats.org/spreadsheetml/2006/main'><sheetData><row r='1'><c r='A1' t='inlineStr'><is><t>Email</t></is></c></row>%s</sheetData></worksheet>"
+    for name, far in (("stray_far.xlsx", b"<row r='1048576'><c r='XFD1048576'><v>1</v></c></row>"),
+                      ("stray_8digit.xlsx", b"<row r='99999999'><c r='xfd99999999'><v>1</v></c></row>"),
+                      ("stray_row_attr.xlsx", b"<row r='99999999999'><c><v>1</v></c></row>"),
+                      ("stray_styled_only.xlsx", b"<row r='1048576'><c r='XFD1048576' s='1'/></row>"),  # no value: nothing to hold
+                      ("far_but_narrow.xlsx", b"<row r='200000'><c r='A200000'><v>1</v></c></row>")):
+        out.append(_rewrite(base, tmp / name, {"xl/worksheets/sheet1.xml": sheet % far}))
+    two = _book(tmp / "two_base.xlsx", {"Notes": [["x"]], "Contacts": GOOD})  # the stray value in the sheet looked at first
+    out.append(_rewrite(two, tmp / "stray_first_sheet.xlsx", {"xl/worksheets/sheet1.xml": sheet % b"<row r='1048576'><c r='XFD1048576'><v>1</v></c></row>"}))
     with zipfile.ZipFile(tmp / "bomb.xlsx", "w", zipfile.ZIP_DEFLATED) as z:
         z.writestr("xl/worksheets/sheet1.xml", b"\0" * (40 * 1024 * 1024))
     out.append(tmp / "bomb.xlsx")
@@ -188,7 +199,7 @@ def _xlsx_corpus(tmp: Path) -> list[Path]:
 
 def test_hostile_workbooks_end_in_success_or_a_coded_error(tmp_path):
     corpus = _xlsx_corpus(tmp_path)
-    assert len(corpus) >= 40
+    assert len(corpus) >= 48
     outcomes = {}
     for path in corpus:
         try:
@@ -202,6 +213,8 @@ def test_hostile_workbooks_end_in_success_or_a_coded_error(tmp_path):
     assert outcomes["ole.xlsx"] == "E-XLSX-ENCRYPTED" and outcomes["renamed.xls"] == "E-XLSX-LEGACY"
     assert outcomes["formula_nocache.xlsx"] == "E-XLSX-FORMULA-NOCACHE" and outcomes["merged.xlsx"] == "E-XLSX-MERGED"
     assert outcomes["numbers.xlsx"] == "ok:1" and outcomes["hidden.xlsx"] == "ok:2"
+    assert outcomes["stray_far.xlsx"] == outcomes["stray_8digit.xlsx"] == outcomes["stray_row_attr.xlsx"] == outcomes["stray_first_sheet.xlsx"] == "E-XLSX-RANGE"
+    assert outcomes["stray_styled_only.xlsx"] == "ok:0" and outcomes["far_but_narrow.xlsx"] == "ok:1"
 
 
 # --- T3: invalid rule packs ---------------------------------------------------------------
@@ -294,6 +307,19 @@ def test_fuzz_pack_loader(tmp_path, text):
 
 
 _XLSX_PARTS = ["xl/worksheets/sheet1.xml", "xl/workbook.xml", "xl/sharedStrings.xml", "xl/styles.xml", "[Content_Types].xml"]
+
+
+def test_a_zip_entry_needing_an_unknown_zip_version_is_a_corrupt_workbook(tmp_path):
+    """Found by the fuzz target: one damaged byte in the central directory's "version needed to
+    extract" made Python's zipfile raise NotImplementedError, which escaped as a traceback."""
+    raw = bytearray(_book(tmp_path / "base.xlsx", {"Contacts": GOOD}).read_bytes())
+    at = raw.index(b"PK\x01\x02")  # the first central directory header
+    raw[at + 6] = 64  # version needed to extract: 6.4
+    path = tmp_path / "f.xlsx"
+    path.write_bytes(bytes(raw))
+    with pytest.raises(CrmcleanError) as exc:
+        load_table(path)
+    assert exc.value.code == "E-XLSX-CORRUPT"
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])

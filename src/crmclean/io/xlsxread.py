@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import posixpath
+import re
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -104,19 +105,50 @@ def _sheet_parts(zf: zipfile.ZipFile, display: str) -> tuple[dict[str, str], boo
     return parts, date1904
 
 
+MAX_SHEET_CELLS = 100_000_000  # the reader holds the values' whole bounding box: 100M cells is ~3 GB
+_CELL_REF = re.compile(r"([A-Z]+)([0-9]+)", re.IGNORECASE)  # any length: the size check decides
+
+
+def _ref_position(ref: str | None) -> tuple[int, int] | None:
+    """'XFD1048576' → (1048575, 16383), zero-based (row, column); None if not a cell reference."""
+    m = _CELL_REF.fullmatch(ref or "")
+    if m is None or int(m.group(2)) == 0:
+        return None
+    col = 0
+    for ch in m.group(1).upper():
+        col = col * 26 + ord(ch) - 64
+    return int(m.group(2)) - 1, col - 1
+
+
 def _scan_sheet(zf: zipfile.ZipFile, part: str, sheet: str, display: str) -> None:
-    """Refuse formulas without cached values; the XML parser refuses entities."""
+    """Before the reader sees a sheet: refuse formulas without cached values, and values spread
+    so far apart that their bounding box would not fit in memory (the reader allocates it whole
+    and aborts the process when it cannot: a stray value at XFD1048576 asks for 550 GB). The
+    XML parser refuses entities."""
     main = f"{{{_NS['m']}}}"
+    row = col = -1
+    top = left = 1 << 40
+    bottom = right = -1
     try:
         with zf.open(part) as fh:
-            for _event, elem in iterparse(fh, events=("end",)):
+            for event, elem in iterparse(fh, events=("start", "end")):
+                if event == "start":
+                    if elem.tag == main + "row":
+                        r = elem.get("r", "")
+                        row = int(r) - 1 if r.isascii() and r.isdigit() and int(r) > 0 else row + 1
+                        col = -1
+                    continue
                 if elem.tag == main + "c":
+                    at = _ref_position(elem.get("r"))
+                    row, col = at if at is not None else (row, col + 1)
                     f = elem.find(main + "f")
                     if f is not None:
                         v = elem.find(main + "v")
                         if v is None or v.text is None:
                             raise InputError("E-XLSX-FORMULA-NOCACHE", "formula has no computed value", location=f"{display}:{sheet}!{elem.get('r', '?')}",
                                              hint="open and save the workbook in Excel so values are computed, or export CSV")
+                    if elem.find(main + "v") is not None or elem.find(main + "is") is not None:
+                        top, bottom, left, right = min(top, row), max(bottom, row), min(left, col), max(right, col)
                     elem.clear()
                 elif elem.tag == main + "row":
                     elem.clear()
@@ -128,6 +160,11 @@ def _scan_sheet(zf: zipfile.ZipFile, part: str, sheet: str, display: str) -> Non
         raise InputError("E-XLSX-CORRUPT", f"sheet '{sheet}' is missing from the workbook", location=display, hint="re-save the workbook in Excel") from None
     except (zipfile.BadZipFile, EOFError, OSError, Exception) as exc:
         raise InputError("E-XLSX-CORRUPT", f"sheet '{sheet}' cannot be read ({type(exc).__name__})", location=display, hint="the file may be truncated; export it again") from None
+    if bottom >= 0 and (bottom - top + 1) * (right - left + 1) > MAX_SHEET_CELLS:
+        area = (bottom - top + 1) * (right - left + 1)
+        raise InputError("E-XLSX-RANGE", f"values spread over {area:,} cells (more than {MAX_SHEET_CELLS:,}): a stray value far from the table",
+                         location=f"{display}:{sheet}!{_col_letters(right)}{bottom + 1}",
+                         hint="delete the cells outside the table in Excel and save again, or export CSV")
 
 
 def read_xlsx(path: str | Path, sheet: str | None = None, display: str | None = None,
@@ -153,7 +190,8 @@ def read_xlsx(path: str | Path, sheet: str | None = None, display: str | None = 
         raise InputError("E-XLSX-CORRUPT", "not an .xlsx workbook (no zip signature)", location=display, hint="check the file, or read it as CSV by renaming it")
     try:
         zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError):
+    except (zipfile.BadZipFile, OSError, NotImplementedError, ValueError, EOFError):
+        # NotImplementedError: a damaged "version needed to extract" field (found by the fuzz target)
         raise InputError("E-XLSX-CORRUPT", "workbook is truncated or corrupt", location=display, hint="export or download it again") from None
     with zf:
         _check_zip(zf, display)
@@ -179,6 +217,8 @@ def read_xlsx(path: str | Path, sheet: str | None = None, display: str | None = 
             chosen = names[0] if names else ""
             if header_scorer is not None and len(names) > 1:
                 for name in names:
+                    if name in parts:
+                        _scan_sheet(zf, parts[name], name, display)
                     rows = _rows(wb, name, display, limit=1)
                     if rows and header_scorer([_cell_text(v) for v in rows[0]]) > 0:
                         chosen = name
