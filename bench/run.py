@@ -4,9 +4,10 @@
     python3 bench/run.py --sizes 1000000 --stages normalize,dedupe
 
 Prints a table and writes bench/results/<date>-<size>.json: rows/s, wall time and peak memory
-per stage, candidate pairs, accuracy against the generator's truth, and the floor (pandas
-reading and writing the same file). Each size runs in a fresh process so peak memory is its own.
-Never part of the test run.
+per stage, candidate pairs, accuracy against the generator's truth, the floor (pandas
+reading and writing the same file), and a calibration (a fixed Python loop's CPU time before
+and after: on a shared VM only results with similar calibrations compare). Each size runs in
+a fresh process so peak memory is its own. Never part of the test run.
 """
 
 from __future__ import annotations
@@ -38,6 +39,16 @@ def worker_peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
 
+def calibration_s() -> float:
+    """CPU seconds of a fixed pure-Python loop: this machine's speed at the moment. A shared VM
+    drifts by up to 2x from minute to minute; compare results whose calibrations agree."""
+    t = time.process_time()
+    total = 0
+    for i in range(10_000_000):
+        total += i
+    return round(time.process_time() - t, 3)
+
+
 def make_data(size: int, seed: int) -> tuple[Path, Path]:
     from bench.synth import generate, write_csv, write_truth
 
@@ -65,7 +76,8 @@ def one(size: int, seed: int, stages: list[str], engine: str) -> dict[str, objec
 
     csv_path, truth_path = make_data(size, seed)
     truth = pd.read_csv(truth_path, dtype=str, keep_default_na=False)
-    out: dict[str, object] = {"contacts": size, "seed": seed, "engine": engine, "file_mb": round(csv_path.stat().st_size / 1e6, 1)}
+    out: dict[str, object] = {"contacts": size, "seed": seed, "engine": engine, "file_mb": round(csv_path.stat().st_size / 1e6, 1),
+                              "calibration_before_s": calibration_s()}
     pack = load_pack("default")
 
     t = time.perf_counter()
@@ -132,6 +144,7 @@ def one(size: int, seed: int, stages: list[str], engine: str) -> dict[str, objec
         out["run_vs_floor"] = round(total / out["floor_pandas_read_write_s"], 1)  # type: ignore[operator]
         out["peak_mb"] = round(peak_mb())
     out["worker_peak_mb"] = round(worker_peak_mb())
+    out["calibration_after_s"] = calibration_s()
     return out
 
 

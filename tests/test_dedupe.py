@@ -315,3 +315,20 @@ def test_cluster_ids_hash_the_smallest_member_id(members):
     labels = np.array([m[1] for m in members], dtype=np.int64)
     smallest = {lab: min(i for i, lb in members if lb == lab) for lab in set(labels.tolist())}
     assert cluster_ids(ids, labels).tolist() == [cluster_id(smallest[lab]) for lab in labels.tolist()]
+
+
+def test_survivorship_donor_labels_without_a_donor_raise_no_pandas_warning():
+    """No member holds the golden value (a union of several, say): the reason is a bare 'from:',
+    built without filling a float column with text (a Pandas4Warning now, an error in pandas 4)."""
+    import warnings
+
+    from crmclean.dedupe.survive import _donors
+    from crmclean.model import RECORD_ID
+
+    ranked = pd.DataFrame({"_label": [1, 1, 2], "email": ["a@x.com", "b@x.com", "c@x.com"], RECORD_ID: ["r1", "r2", "r3"]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        none = _donors(ranked, "email", pd.Series([1, 2]), pd.Series(["z@x.com", "y@x.com"]), "most_recent")
+        some = _donors(ranked, "email", pd.Series([1, 2]), pd.Series(["b@x.com", "y@x.com"]), "most_recent")
+    assert none.tolist() == ["from:", "from:"]
+    assert some.tolist() == ["from:r2", "from:"]

@@ -109,4 +109,5 @@ def _donors(ranked: pd.DataFrame, field: str, labels: pd.Series, values: pd.Seri
         donors = m[hit].groupby("_label", sort=False)["id"].agg(",".join)
     else:
         donors = m[m["v"] == m["t"]].groupby("_label", sort=False)["id"].first()
-    return ("from:" + labels.map(donors).fillna("")).astype(object)
+    found = labels.map(donors).astype(object)  # all missing when no member holds the value: float NaN before the cast
+    return ("from:" + found.where(found.notna(), "")).astype(object)
