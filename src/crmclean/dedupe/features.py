@@ -134,6 +134,12 @@ def _codes(values: np.ndarray) -> np.ndarray:
     return codes
 
 
+# blocking key name → the feature column holding it (phone_any and first_name_canonical are built)
+_KEY_COLUMNS = {"email": "email", "email_local": "email_local", "mobile": "mobile", "last_name": "ln", "last_name_phonetic": "ln_phon",
+                "first_initial": "fn_initial", "city": "city", "zip5": "zip5", "street_key": "street_key", "company_key": "company",
+                "full_name_sorted": "full_sorted"}
+
+
 def blocking_keys(f: pd.DataFrame, on: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """(record positions, int64 block keys) for a blocking rule; one record may have several keys.
 
@@ -142,9 +148,6 @@ def blocking_keys(f: pd.DataFrame, on: list[str]) -> tuple[np.ndarray, np.ndarra
     """
     n = len(f)
     pos = np.arange(n, dtype=np.int64)
-    columns = {"email": "email", "email_local": "email_local", "mobile": "mobile", "last_name": "ln", "last_name_phonetic": "ln_phon",
-               "first_initial": "fn_initial", "city": "city", "zip5": "zip5", "street_key": "street_key", "company_key": "company",
-               "full_name_sorted": "full_sorted"}
     keyed: tuple[np.ndarray, np.ndarray] | None = None
     for col in on:
         if col == "phone_any":
@@ -155,7 +158,7 @@ def blocking_keys(f: pd.DataFrame, on: list[str]) -> tuple[np.ndarray, np.ndarra
             lens = np.fromiter((len(x) for x in names), dtype=np.int64, count=n)
             cur = (np.repeat(pos, lens), _codes(np.array([k for x in names for k in x], dtype=object)))
         else:
-            cur = (pos, _codes(f[columns[col]].to_numpy(dtype=object)))
+            cur = (pos, _codes(f[_KEY_COLUMNS[col]].to_numpy(dtype=object)))
         nonblank = cur[1] >= 0
         cur = (cur[0][nonblank], cur[1][nonblank])
         if keyed is None:

@@ -119,10 +119,10 @@ def frame_csv_bytes(frame: pd.DataFrame, *, encoding: str = "utf-8", line_ending
 
 def _csv(header: Sequence[str], rows: Callable[[], Iterable[Sequence[Any]]], count: int, encoding: str, line_ending: str) -> bytes:
     """``rows()`` yields the ``count`` records afresh each call, so nothing is held as a list of tuples."""
-    if "\r" in line_ending and "\n" in line_ending:  # both characters already force quoting
-        return _write(header, rows(), line_ending).encode(encoding)
     text = _write(header, rows(), line_ending)
-    if "\r" not in text:  # no value holds a bare CR the terminator would not have quoted
+    # a terminator holding both characters already quotes every CR and LF; with another one, a
+    # text without any CR holds no bare CR left unquoted
+    if ("\r" in line_ending and "\n" in line_ending) or "\r" not in text:
         return text.encode(encoding)
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator=_SENTINEL, quoting=csv.QUOTE_MINIMAL)

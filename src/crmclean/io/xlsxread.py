@@ -141,13 +141,11 @@ def _scan_sheet(zf: zipfile.ZipFile, part: str, sheet: str, display: str) -> Non
                 if elem.tag == main + "c":
                     at = _ref_position(elem.get("r"))
                     row, col = at if at is not None else (row, col + 1)
-                    f = elem.find(main + "f")
-                    if f is not None:
-                        v = elem.find(main + "v")
-                        if v is None or v.text is None:
-                            raise InputError("E-XLSX-FORMULA-NOCACHE", "formula has no computed value", location=f"{display}:{sheet}!{elem.get('r', '?')}",
-                                             hint="open and save the workbook in Excel so values are computed, or export CSV")
-                    if elem.find(main + "v") is not None or elem.find(main + "is") is not None:
+                    v = elem.find(main + "v")
+                    if elem.find(main + "f") is not None and (v is None or v.text is None):
+                        raise InputError("E-XLSX-FORMULA-NOCACHE", "formula has no computed value", location=f"{display}:{sheet}!{elem.get('r', '?')}",
+                                         hint="open and save the workbook in Excel so values are computed, or export CSV")
+                    if v is not None or elem.find(main + "is") is not None:
                         top, bottom, left, right = min(top, row), max(bottom, row), min(left, col), max(right, col)
                     elem.clear()
                 elif elem.tag == main + "row":
@@ -209,6 +207,13 @@ def read_xlsx(path: str | Path, sheet: str | None = None, display: str | None = 
         visible = [m.name for m in wb.sheets_metadata if str(m.visible).endswith("Visible") and "Hidden" not in str(m.visible)]
         names = visible or list(wb.sheet_names)
         warnings: list[Problem] = []
+        scanned: set[str] = set()
+
+        def scan(name: str) -> None:  # each sheet once, before the reader sees it
+            if name in parts and name not in scanned:
+                _scan_sheet(zf, parts[name], name, display)
+                scanned.add(name)
+
         if sheet is not None:
             if sheet not in wb.sheet_names:
                 raise InputError("E-XLSX-SHEET", f"no sheet named '{sheet}'", location=display, hint="sheets: " + ", ".join(wb.sheet_names))
@@ -217,8 +222,7 @@ def read_xlsx(path: str | Path, sheet: str | None = None, display: str | None = 
             chosen = names[0] if names else ""
             if header_scorer is not None and len(names) > 1:
                 for name in names:
-                    if name in parts:
-                        _scan_sheet(zf, parts[name], name, display)
+                    scan(name)
                     rows = _rows(wb, name, display, limit=1)
                     if rows and header_scorer([_cell_text(v) for v in rows[0]]) > 0:
                         chosen = name
@@ -226,8 +230,7 @@ def read_xlsx(path: str | Path, sheet: str | None = None, display: str | None = 
             others = [n for n in wb.sheet_names if n != chosen]
             if others:
                 warnings.append(Problem("W-XLSX-SHEETS", display, f"read sheet '{chosen}'; left out: {', '.join(others)}", "choose another with --sheet"))
-        if chosen in parts:
-            _scan_sheet(zf, parts[chosen], chosen, display)
+        scan(chosen)
         rows = _rows(wb, chosen, display)
         ws = wb.get_sheet_by_name(chosen)
         merged = ws.merged_cell_ranges or []

@@ -370,6 +370,9 @@ def _load_uncached(path_str: str, expect: str | None, chain: tuple[str, ...]) ->
 TABLE_REFS = (("normalize", "address", "pub28"), ("normalize", "country", "table"))
 
 
+_TABLE_HINT = "use a relative path without '..', e.g. data/usps_pub28.yaml"
+
+
 def table_path(pack_path: str, ref: str) -> Path | None:
     """Where a table named by a pack lives: beside the pack, else among the shipped rules —
     never outside both (no absolute path, no ``..``, no symlink leading out). None if refused."""
@@ -393,8 +396,7 @@ def _table_path_problems(raw: dict[str, Any], path: Path, display: str) -> list[
         if isinstance(ref, str) and table_path(str(path), ref) is None:
             line, col = node.value_marks.get(keys[-1], (1, 1)) if isinstance(node, MarkedDict) else (1, 1)
             problems.append(Problem("E-RULE-PATH", f"{display}:{line}:{col}",
-                                    f"{'.'.join(keys)} must name an existing file inside the pack's folder or the shipped rules",
-                                    "use a relative path without '..', e.g. data/usps_pub28.yaml"))
+                                    f"{'.'.join(keys)} must name an existing file inside the pack's folder or the shipped rules", _TABLE_HINT))
     return problems
 
 
@@ -402,8 +404,7 @@ def load_table(pack_path: str, ref: str) -> Any:
     """Load a data table (e.g. ``data/usps_pub28.yaml``) named by a pack, relative to it."""
     path = table_path(pack_path, ref)
     if path is None:
-        raise RulePackError([Problem("E-RULE-PATH", ref, "a table must be a file inside the pack's folder or the shipped rules",
-                                     "use a relative path without '..', e.g. data/usps_pub28.yaml")])
+        raise RulePackError([Problem("E-RULE-PATH", ref, "a table must be a file inside the pack's folder or the shipped rules", _TABLE_HINT)])
     return _plain(load_yaml_file(str(path)))
 
 
