@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from crmclean.dedupe.arrays import sorted_unique
 from crmclean.dedupe.blocking import (
     RuleEstimate,
     block_sizes,
@@ -221,7 +222,11 @@ def _dedupe_once(frame: pd.DataFrame, original: pd.DataFrame, pack: Pack, decisi
         keep_pair &= hot[left] | hot[right]
     left, right = left[keep_pair], right[keep_pair]
 
-    cmp = engine.compare(feats, left, right)
+    if focus is None:
+        cmp = engine.compare(feats, left, right)
+    else:  # a later pass touches few records: compare on just those (levels depend on the pair alone)
+        rows = sorted_unique(np.concatenate([left, right]))
+        cmp = engine.compare(feats.iloc[rows].reset_index(drop=True), np.searchsorted(rows, left), np.searchsorted(rows, right))
     if model is None:
         u = estimate_u(feats)
         m, lam = estimate_m(cmp, u)
@@ -299,8 +304,14 @@ def _dedupe_once(frame: pd.DataFrame, original: pd.DataFrame, pack: Pack, decisi
         why[a_idx[refused]] = "CHAIN_GUARD"
         auto[a_idx[refused]] = False
 
-    # cluster ids from the smallest record id in each cluster: stable across runs
-    cids = cluster_ids(ids, labels)
+    # cluster ids from the smallest record id in each cluster: stable across runs. A later pass
+    # names only its merged clusters: _compose names every cluster of the composed result.
+    if focus is None:
+        cids = cluster_ids(ids, labels)
+    else:
+        merged = np.bincount(labels, minlength=n)[labels] > 1
+        cids = np.full(n, "", dtype=object)
+        cids[merged] = cluster_ids(ids[merged], labels[merged])
     clusters = pd.DataFrame({"record_id": ids, "cluster_id": cids})
 
     ranked = rank_members(frame.reset_index(drop=True), labels,

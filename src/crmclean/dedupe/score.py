@@ -118,9 +118,10 @@ def estimate_m(cmp: Comparison, u: dict[str, dict[int, float]]) -> tuple[dict[st
 def tf_adjustment(f: pd.DataFrame, left: np.ndarray, column: str) -> np.ndarray:
     """Relative frequency of the agreeing value (for exact-level term-frequency adjustment)."""
     values = f[column].to_numpy(dtype=object)
-    counts = pd.Series(values).value_counts()
+    codes, _uniq = pd.factorize(values, use_na_sentinel=False)
+    counts = np.bincount(codes)  # records holding each value: every agreeing value is counted at least once
     nonblank = max(int((values != "").sum()), 1)
-    freq = pd.Series(values[left]).map(counts).fillna(1).to_numpy(dtype=float) / nonblank
+    freq = counts[codes[left]].astype(float) / nonblank
     out: np.ndarray = np.maximum(freq, 1.0 / nonblank)
     return out
 

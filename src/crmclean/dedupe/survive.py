@@ -57,57 +57,93 @@ def rank_members(frame: pd.DataFrame, labels: np.ndarray, strategies: list[str],
 
 
 def golden_records(ranked: pd.DataFrame, rules: dict[str, str]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(golden survivor rows indexed like the frame, provenance changes)."""
+    """(golden survivor rows indexed like the frame, provenance changes).
+
+    ``ranked`` holds each cluster's members together, survivor first (as :func:`rank_members`
+    returns them), so every rule but ``union`` is a numpy reduction over the cluster runs: the
+    position of the member whose value the golden record takes, per cluster.
+    """
     if ranked.empty:
         return ranked, concat([], CHANGE_COLUMNS)
-    survivors = ranked.groupby("_label", sort=False).head(1)
+    labels = ranked["_label"].to_numpy()
+    n = len(ranked)
+    boundary = np.r_[True, labels[1:] != labels[:-1]]
+    starts = np.flatnonzero(boundary)
+    group = np.cumsum(boundary) - 1  # each member's cluster, 0..len(starts)-1
+    rows = np.arange(n)
+    ids = ranked[RECORD_ID].to_numpy(dtype=object)
+    survivors = ranked.iloc[starts]
     golden = survivors.copy()
     changes = []
+
+    def first_where(hit: np.ndarray) -> np.ndarray:
+        """Per cluster, the first member where ``hit`` holds (``n`` when none does)."""
+        return np.asarray(np.minimum.reduceat(np.where(hit, rows, n), starts))
+
+    def at(values: np.ndarray, pos: np.ndarray) -> np.ndarray:
+        out = np.full(len(pos), "", dtype=object)
+        found = pos < n
+        out[found] = values[pos[found]]
+        return out
+
     for field in CANONICAL_FIELDS:
         if field in NOT_MERGED:
             continue
         rule = rules.get(field, "fill_blanks")
-        col = ranked[field].astype(str)
-        filled = col.where(col != "")
         if rule == "survivor_only":
             continue
+        col = ranked[field].astype(str).to_numpy(dtype=object)
+        filled = col != ""
         if rule == "fill_blanks":
-            value = filled.groupby(ranked["_label"], sort=False).first()
-        elif rule == "most_recent":
-            value = filled.groupby(ranked["_label"], sort=False).max()
+            new = at(col, first_where(filled))
+        elif rule == "most_recent":  # the greatest non-blank value (ISO timestamps order as text)
+            codes, _uniq = pd.factorize(np.where(filled, col, ""), sort=True)
+            top = np.maximum.reduceat(np.where(filled, codes, -1), starts)
+            new = at(col, first_where(filled & (codes == top[group])))
         elif rule == "longest":
-            lengths = col.str.len()
-            idx = lengths.groupby(ranked["_label"], sort=False).idxmax()
-            value = pd.Series(col.loc[idx.to_numpy()].to_numpy(), index=idx.index).where(lambda s: s != "")
+            lengths = np.fromiter((len(v) for v in col), dtype=np.int64, count=n)
+            new = at(col, first_where(lengths == np.maximum.reduceat(lengths, starts)[group]))
         elif rule == "any_true":
-            is_true = (col == "true").groupby(ranked["_label"], sort=False).any()
-            first = filled.groupby(ranked["_label"], sort=False).first()
-            value = first.where(~is_true, "true")
+            new = at(col, first_where(filled))
+            new[np.logical_or.reduceat(col == "true", starts)] = "true"
         elif rule == "union":
-            value = filled.dropna().groupby(ranked["_label"][filled.notna()], sort=False).agg(lambda s: " | ".join(dict.fromkeys(s)))
+            new = _union(col, filled, group, len(starts))
         else:  # validated by the pack schema; unreachable
             continue
-        new = survivors["_label"].map(value).astype(object).fillna("").astype(str)
-        new.index = survivors.index
-        old = survivors[field].astype(str)
+        old = col[starts]
         diff = new != old
-        if diff.any():
-            golden.loc[diff, field] = new[diff]
-            donor = _donors(ranked, field, survivors.loc[diff, "_label"], new[diff], rule)
-            changes.append(changes_frame(survivors.loc[diff, RECORD_ID], stage="dedupe", rule_id=f"survivorship.{rule}",
-                                         field_name=field, before=old[diff], after=new[diff], reason=donor))
+        if not diff.any():
+            continue
+        where = survivors.index[diff]
+        golden.loc[where, field] = new[diff]
+        if rule == "union":  # every member whose value is one of the joined ones
+            bounds = np.r_[starts, n]
+            donor = np.array(["from:" + ",".join(str(ids[r]) for r in range(bounds[k], bounds[k + 1]) if col[r] and col[r] in parts)
+                              for k, parts in ((k, set(new[k].split(" | "))) for k in np.flatnonzero(diff).tolist())], dtype=object)
+        else:  # the first member holding the golden value
+            donor = "from:" + at(ids, first_where(col == new[group]))[diff]
+        changes.append(changes_frame(pd.Series(ids[starts][diff]), stage="dedupe", rule_id=f"survivorship.{rule}", field_name=field,
+                                     before=pd.Series(old[diff]), after=pd.Series(new[diff]), reason=pd.Series(donor)))
     return golden, concat(changes, CHANGE_COLUMNS)
 
 
-def _donors(ranked: pd.DataFrame, field: str, labels: pd.Series, values: pd.Series, rule: str) -> pd.Series:
-    """'from:<record_id>' — the member(s) the golden value came from (vectorised)."""
-    cand = pd.DataFrame({"_label": ranked["_label"].to_numpy(), "v": ranked[field].astype(str).to_numpy(), "id": ranked[RECORD_ID].to_numpy()})
-    target = pd.DataFrame({"_label": labels.to_numpy(), "t": values.to_numpy()})
-    m = cand[cand["_label"].isin(set(target["_label"]))].merge(target, on="_label", how="inner")
-    if rule == "union":
-        hit = [v != "" and v in t.split(" | ") for v, t in zip(m["v"], m["t"], strict=True)]
-        donors = m[hit].groupby("_label", sort=False)["id"].agg(",".join)
-    else:
-        donors = m[m["v"] == m["t"]].groupby("_label", sort=False)["id"].first()
-    found = labels.map(donors).astype(object)  # all missing when no member holds the value: float NaN before the cast
-    return ("from:" + found.where(found.notna(), "")).astype(object)
+def _union(col: np.ndarray, filled: np.ndarray, group: np.ndarray, groups: int) -> np.ndarray:
+    """Per cluster, its distinct non-blank values in member order joined by ' | ' ('' when none)."""
+    new = np.full(groups, "", dtype=object)
+    at = np.flatnonzero(filled)
+    if not len(at):
+        return new
+    codes, _uniq = pd.factorize(col[at])
+    key = group[at].astype(np.int64) * (int(codes.max()) + 1) + codes
+    order = np.argsort(key, kind="stable")
+    first = np.r_[True, key[order][1:] != key[order][:-1]]
+    distinct = np.sort(at[order[first]])  # each value's first holder in its cluster, in member order
+    g = group[distinct]
+    single = np.bincount(g, minlength=groups)[g] == 1
+    new[g[single]] = col[distinct[single]]
+    joined: dict[int, list[str]] = {}
+    for k, v in zip(g[~single].tolist(), col[distinct[~single]].tolist(), strict=True):
+        joined.setdefault(k, []).append(v)
+    for k, values in joined.items():
+        new[k] = " | ".join(values)
+    return new
