@@ -8,7 +8,7 @@ import networkx as nx
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from crmclean.dedupe import dedupe, read_decisions
@@ -272,6 +272,40 @@ def test_comparison_in_chunks_equals_one_pass(monkeypatch: pytest.MonkeyPatch) -
     assert (chunked.swapped == whole.swapped).all() and (chunked.known_typo == whole.known_typo).all()
 
 
+def test_comparison_shared_out_to_forked_workers_equals_one_pass(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    """Both cores: the pair list cut into ranges compared in forked workers (rapidfuzz on one
+    thread each), concatenated in order, gives every level and guard fact of one comparison."""
+    import sys
+    from dataclasses import fields
+    from pathlib import Path
+
+    import crmclean.engine as engine
+    from crmclean.dedupe.blocking import candidate_pairs
+    from crmclean.dedupe.compare import Comparison, compare
+    from crmclean.normalize import NormalizeContext, normalize
+    from crmclean.pipeline import load_inputs
+
+    sys.path.insert(0, str(Path(__file__).parents[1]))
+    from bench.synth import generate, write_csv
+
+    write_csv(generate(1200, seed=9), "salesforce", tmp_path / "s.csv")
+    loaded = load_inputs([tmp_path / "s.csv"])
+    pack = load_pack("default")
+    f = build_features(normalize(loaded.frame, pack, NormalizeContext(loaded.sources), workers=1).frame.reset_index(drop=True))
+    blocks = candidate_pairs(f, list(pack.get("dedupe", "blocking")), 60)
+    assert len(blocks.left) > 500
+    whole = compare(f, blocks.left, blocks.right)
+    monkeypatch.setenv("CRMCLEAN_WORKERS", "2")
+    monkeypatch.setattr(engine, "PARALLEL_PAIRS", 10)
+    monkeypatch.setattr(engine, "COMPARE_CHUNK", 200)  # several ranges per worker
+    shared = engine.Engine().compare(f, blocks.left, blocks.right)
+    for c, lv in whole.levels.items():
+        assert np.array_equal(shared.levels[c], lv), c
+    for fld in fields(Comparison):
+        if fld.name != "levels":
+            assert np.array_equal(getattr(shared, fld.name), getattr(whole, fld.name)), fld.name
+
+
 def test_common_nicknames_missing_upstream_are_supplemented() -> None:
     assert related("barbara", "barb") == 2 and related("katherine", "katie") == 2 and related("catherine", "kate") == 2
     assert related("barbara", "kate") == 0
@@ -394,6 +428,7 @@ def _golden_reference(ranked: pd.DataFrame, rules: dict[str, str]) -> tuple[pd.D
 _SURVIVE_VALUES = st.sampled_from(["", "", "true", "false", "a", "ab", "b | c", "2024-01-02", "2023-12-31T10:00", "zz", "é"])
 
 
+@settings(deadline=None)  # the pandas reference takes tens of milliseconds per example
 @given(st.lists(st.tuples(st.integers(0, 6), st.lists(_SURVIVE_VALUES, min_size=6, max_size=6)), min_size=1, max_size=40),
        st.lists(st.sampled_from(["fill_blanks", "most_recent", "longest", "any_true", "union", "survivor_only"]), min_size=5, max_size=5))
 def test_golden_records_equal_the_groupby_reference(members, picked):

@@ -31,7 +31,7 @@ from crmclean.errors import UnavailableError, UsageError
 
 if TYPE_CHECKING:
     from crmclean.dedupe.blocking import BlockingResult, Budget
-    from crmclean.dedupe.compare import Comparison
+    from crmclean.dedupe.compare import Comparison, Vocabularies
     from crmclean.model import StageResult
     from crmclean.normalize import NormalizeContext
     from crmclean.rules.packs import Pack
@@ -65,17 +65,44 @@ class Engine:
         return candidate_pairs(features, rules, max_block, budget, focus)
 
     def compare(self, features: pd.DataFrame, left: np.ndarray, right: np.ndarray) -> Comparison:
-        """In chunks of ``COMPARE_CHUNK`` pairs: the transient arrays of one chunk, not of 20M pairs."""
-        from crmclean.dedupe.compare import compare, concat_comparisons
+        """In chunks of at most ``COMPARE_CHUNK`` pairs (the transient arrays of one chunk, not of
+        20M pairs); from ``PARALLEL_PAIRS`` pairs on, the chunks are shared out to forked workers
+        (both cores). A pair's levels depend on that pair alone, so the chunks, concatenated in
+        order, equal one comparison of the whole list."""
+        from crmclean.dedupe.compare import compare, concat_comparisons, vocabularies
+        from crmclean.procs import cpu_workers, worker_pool
 
-        if len(left) <= COMPARE_CHUNK:
-            return compare(features, left, right)
-        return concat_comparisons([compare(features, left[a:a + COMPARE_CHUNK], right[a:a + COMPARE_CHUNK])
-                                   for a in range(0, len(left), COMPARE_CHUNK)])
+        n = len(left)
+        vocab = vocabularies(features)  # once: every chunk (and worker) shares it
+        workers = cpu_workers()
+        if n < PARALLEL_PAIRS or workers < 2:
+            return concat_comparisons([compare(features, left[a:a + COMPARE_CHUNK], right[a:a + COMPARE_CHUNK], vocab=vocab)
+                                       for a in range(0, max(n, 1), COMPARE_CHUNK)])
+        pieces = max(workers, -(-n // COMPARE_CHUNK))
+        bounds = np.linspace(0, n, pieces + 1).astype(np.int64).tolist()
+        global _COMPARE_JOB
+        # fork: workers read the features, vocabularies and pairs copy-on-write; only levels come back
+        _COMPARE_JOB = (features, left, right, vocab)
+        try:
+            with worker_pool(workers) as pool:
+                parts = list(pool.map(_compare_range, zip(bounds[:-1], bounds[1:], strict=True)))
+        finally:
+            _COMPARE_JOB = None
+        return concat_comparisons(parts)
 
 
 COMPARE_CHUNK = 2_000_000
+PARALLEL_PAIRS = 300_000  # pairs before a second process pays for its start-up
 LOCAL = Engine()
+_COMPARE_JOB: tuple[pd.DataFrame, np.ndarray, np.ndarray, Vocabularies] | None = None
+def _compare_range(bounds: tuple[int, int]) -> Comparison:
+    from crmclean.dedupe.compare import compare, use_rapidfuzz_workers
+
+    assert _COMPARE_JOB is not None
+    features, left, right, vocab = _COMPARE_JOB
+    use_rapidfuzz_workers(1)  # this process is one of the cores already
+    a, b = bounds
+    return compare(features, left[a:b], right[a:b], vocab=vocab)
 
 
 class DaskEngine(Engine):
@@ -175,14 +202,15 @@ class DaskEngine(Engine):
     def compare(self, features: pd.DataFrame, left: np.ndarray, right: np.ndarray) -> Comparison:
         from dask.delayed import delayed
 
-        from crmclean.dedupe.compare import compare, concat_comparisons
+        from crmclean.dedupe.compare import compare, concat_comparisons, vocabularies
 
         if len(left) < 2:
             return compare(features, left, right)
-        [feats] = self.client.scatter([features], broadcast=True)
+        # the vocabularies are built once here and broadcast with the features, not per chunk
+        [feats, vocab] = self.client.scatter([features, vocabularies(features)], broadcast=True)
         parts = max(self.partitions, -(-len(left) // COMPARE_CHUNK))
         bounds = np.linspace(0, len(left), min(parts, len(left)) + 1).astype(int).tolist()
-        chunks = self._run([delayed(compare, pure=True)(feats, left[a:b], right[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)])
+        chunks = self._run([delayed(compare, pure=True)(feats, left[a:b], right[a:b], True, vocab) for a, b in zip(bounds[:-1], bounds[1:], strict=True)])
         return concat_comparisons(chunks)
 
 

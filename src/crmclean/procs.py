@@ -47,6 +47,14 @@ def die_with_parent(parent: int) -> None:
     close_inherited_locks()
 
 
+def cpu_workers() -> int:
+    """Processes for per-row work: ``CRMCLEAN_WORKERS`` when set, else the cores, at most 2."""
+    env = os.environ.get("CRMCLEAN_WORKERS", "")
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    return max(1, min(os.cpu_count() or 1, 2))
+
+
 def worker_pool(workers: int) -> ProcessPoolExecutor:
     """A fork-based pool whose workers die with this process and never hold its output lock."""
     return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"),

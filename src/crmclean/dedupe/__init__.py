@@ -153,22 +153,28 @@ def dedupe(frame: pd.DataFrame, original: pd.DataFrame, pack: Pack, decisions: p
 
 
 def _compose(frame: pd.DataFrame, original: pd.DataFrame, first: DedupeResult, second: DedupeResult) -> DedupeResult:
-    """One result from two passes: pass-two losers are pass-one survivors."""
+    """One result from two passes: pass-two losers are pass-one survivors.
+
+    Only the clusters pass two merged change: every other record keeps its pass-one cluster id."""
     final = dict(zip(second.merge_map["loser_id"], second.merge_map["survivor_id"], strict=True))
     mm1 = first.merge_map.copy()
-    mm1["survivor_id"] = mm1["survivor_id"].map(lambda s: final.get(s, s))
+    mm1["survivor_id"] = np.array([final.get(s, s) for s in mm1["survivor_id"].tolist()], dtype=object)
     merge_map = pd.concat([mm1, second.merge_map], ignore_index=True)
     ids = frame[RECORD_ID].astype(str).to_numpy(dtype=object)
-    survivor_of = dict(zip(merge_map["loser_id"], merge_map["survivor_id"], strict=True))
-    label = pd.factorize(pd.Series([survivor_of.get(r, r) for r in ids], dtype=object))[0]
-    cids = cluster_ids(ids, label)
-    cid_of = dict(zip(ids, cids, strict=True))
-    merge_map["cluster_id"] = merge_map["loser_id"].map(cid_of)
+    where = pd.Index(ids)
+    loser_at = where.get_indexer(merge_map["loser_id"].to_numpy(dtype=object))
+    final_survivor = ids.copy()
+    final_survivor[loser_at] = merge_map["survivor_id"].to_numpy(dtype=object)
+    cids = first.clusters["cluster_id"].to_numpy(dtype=object).copy()
+    touched = np.flatnonzero(member(final_survivor, frozenset(final.values())))
+    if len(touched):
+        cids[touched] = cluster_ids(ids[touched], pd.factorize(final_survivor[touched])[0])
+    merge_map["cluster_id"] = cids[loser_at]
     merge_map = merge_map.sort_values(["survivor_id", "loser_id"], kind="mergesort").reset_index(drop=True)
-    loser_ids = set(merge_map["loser_id"])
     orig_ids = original[RECORD_ID].astype(str)
-    losers = original[member(orig_ids, loser_ids)].copy()
-    losers["survivor_id"] = losers[RECORD_ID].astype(str).map(survivor_of)
+    survivor_of = dict(zip(merge_map["loser_id"], merge_map["survivor_id"], strict=True))
+    losers = original[member(orig_ids, survivor_of)].copy()
+    losers["survivor_id"] = np.array([survivor_of[r] for r in losers[RECORD_ID].astype(str).tolist()], dtype=object)
     return DedupeResult(frame=second.frame, clusters=pd.DataFrame({"record_id": ids, "cluster_id": cids}), merge_map=merge_map,
                         losers=losers, review=second.review, changes=concat([first.changes, second.changes], CHANGE_COLUMNS),
                         candidate_pairs=first.candidate_pairs + second.candidate_pairs, rules=first.rules,

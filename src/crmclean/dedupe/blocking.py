@@ -59,7 +59,8 @@ def estimate_rule(rule_id: str, sizes: np.ndarray, max_block: int) -> RuleEstima
 
 def keyed_rules(features: pd.DataFrame, rules: list[dict[str, Any]]) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """(rule id, record positions, block keys) per rule."""
-    return [(str(rule["id"]), *blocking_keys(features, list(rule["on"]))) for rule in rules]
+    cache: dict[str, np.ndarray] = {}
+    return [(str(rule["id"]), *blocking_keys(features, list(rule["on"]), cache)) for rule in rules]
 
 
 def rule_pairs(positions: np.ndarray, keys: np.ndarray, max_block: int,

@@ -114,12 +114,19 @@ def cluster_id(record_id: str) -> str:
 def cluster_ids(record_ids: np.ndarray, labels: np.ndarray | pd.Series) -> np.ndarray:
     """Each record's cluster id: :func:`cluster_id` of the smallest record id sharing its label
     (hashed once per cluster, not once per record)."""
-    if not len(record_ids):
+    ids = np.asarray(record_ids, dtype=object)
+    if not len(ids):
         return np.zeros(0, dtype=object)
-    # ranks in string order, so the smallest id is the smallest rank (pandas' min over object
-    # strings compares in Python, group by group: seconds at 150k records)
-    ranks, ordered = pd.factorize(np.asarray(record_ids, dtype=object), sort=True)
-    smallest = pd.Series(ranks).groupby(np.asarray(labels)).transform("min").to_numpy()
-    at, present = pd.factorize(smallest)
-    table = np.array([cluster_id(x) for x in ordered[present]], dtype=object)
-    return table[at]
+    lab = pd.factorize(np.asarray(labels))[0]
+    multi = np.bincount(lab)[lab] > 1
+    out = np.empty(len(ids), dtype=object)
+    single = np.flatnonzero(~multi)  # a record alone is its own smallest id: no sort needed
+    out[single] = np.array([cluster_id(x) for x in ids[single].tolist()], dtype=object)
+    if multi.any():
+        # ranks in string order, so the smallest id is the smallest rank (pandas' min over object
+        # strings compares in Python, group by group: seconds at 150k records)
+        ranks, ordered = pd.factorize(ids[multi], sort=True)
+        smallest = pd.Series(ranks).groupby(lab[multi]).transform("min").to_numpy()
+        at, present = pd.factorize(smallest)
+        out[multi] = np.array([cluster_id(x) for x in ordered[present]], dtype=object)[at]
+    return out

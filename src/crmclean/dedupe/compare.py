@@ -52,11 +52,18 @@ def concat_comparisons(parts: list[Comparison]) -> Comparison:
                       **{name: np.concatenate([getattr(p, name) for p in parts]) for name in arrays})
 
 
+_RAPIDFUZZ_WORKERS = [-1]  # every core; 1 inside a worker process of a parallel comparison
+
+
+def use_rapidfuzz_workers(n: int) -> None:
+    _RAPIDFUZZ_WORKERS[0] = n
+
+
 def _cpdist(a: np.ndarray, b: np.ndarray, scorer: Any) -> np.ndarray:
     """``scorer`` on aligned pairs, vectorised (rapidfuzz, both cores)."""
     if len(a) == 0:
         return np.zeros(0)
-    return np.asarray(process.cpdist(list(a), list(b), scorer=scorer, processor=None, workers=-1))
+    return np.asarray(process.cpdist(list(a), list(b), scorer=scorer, processor=None, workers=_RAPIDFUZZ_WORKERS[0]))
 
 
 def _per_value(a: np.ndarray, fn: Any, dtype: Any) -> np.ndarray:
@@ -101,11 +108,41 @@ def _on_pairs(ca: np.ndarray, cb: np.ndarray, fn: Any) -> np.ndarray:
     return np.asarray(fn(uniq // size, uniq % size))[inverse]
 
 
-def compare(f: pd.DataFrame, left: np.ndarray, right: np.ndarray, crossed: bool = True) -> Comparison:
-    n = len(left)
+@dataclass
+class Vocabularies:
+    """Everything a comparison needs from the features that does not depend on the pairs: built
+    once per features frame and shared by every chunk of pairs (and every forked worker)."""
+
+    names: _Vocab
+    known: np.ndarray  # per name vocabulary entry: a real first name
+    initials: np.ndarray
+    emails: _Vocab
+    phones: _Vocab
+    phone_tails: np.ndarray
+    places: _Vocab
+    companies: _Vocab
+    suffixes: _Vocab
+    flags: dict[str, np.ndarray]
+
+
+def vocabularies(f: pd.DataFrame) -> Vocabularies:
     names = _Vocab(f, ("fn_first", "ln", "fn"))
+    phones = _Vocab(f, ("phone", "mobile"))
+    return Vocabularies(names=names, known=pd.Series(names.values).isin(known_names()).to_numpy(), initials=names.derived(lambda s: s[:1]),
+                        emails=_Vocab(f, ("email", "email_local")), phones=phones, phone_tails=phones.derived(lambda s: s[-7:]),
+                        places=_Vocab(f, ("street_key", "street", "zip5", "city")), companies=_Vocab(f, ("company",)),
+                        suffixes=_Vocab(f, ("suffix",)),
+                        flags={c: f[c].to_numpy(dtype=bool) for c in ("email_shared", "phone_shared", "mobile_shared")})
+
+
+def compare(f: pd.DataFrame, left: np.ndarray, right: np.ndarray, crossed: bool = True, vocab: Vocabularies | None = None) -> Comparison:
+    """Levels for the pairs (``left[i]``, ``right[i]``) of ``f``'s rows; ``vocab`` is
+    :func:`vocabularies` of ``f``, built here when not given."""
+    n = len(left)
+    vocab = vocabularies(f) if vocab is None else vocab
+    names = vocab.names
     nv, nblank = names.values, names.blank
-    known_v = pd.Series(nv).isin(known_names()).to_numpy()
+    known_v = vocab.known
     no_known = np.zeros(len(nv), dtype=bool)
 
     def ncol(c: str) -> tuple[np.ndarray, np.ndarray]:
@@ -150,7 +187,7 @@ def compare(f: pd.DataFrame, left: np.ndarray, right: np.ndarray, crossed: bool 
     kk = np.flatnonzero((first == 0) & kl & kr)
     if len(kk):
         known_typo[kk] = first_on(fl[kk], fr[kk], False, False) == 2
-    initial_v = names.derived(lambda s: s[:1])
+    initial_v = vocab.initials
     initial_unknown = (first == 0) & ~(kl & kr) & (initial_v[fl] == initial_v[fr])
     first[missing_fn] = -1
     last[missing_ln] = -1
@@ -161,11 +198,11 @@ def compare(f: pd.DataFrame, left: np.ndarray, right: np.ndarray, crossed: bool 
         garbled_close[gi] = _on_pairs(fl[gi], fr[gi], lambda x, y: _cpdist(nv[x], nv[y], OSA.distance) <= 2)
 
     def flag(c: str) -> tuple[np.ndarray, np.ndarray]:
-        v = f[c].to_numpy(dtype=bool)
+        v = vocab.flags[c]
         return v[left], v[right]
 
     # email
-    emails = _Vocab(f, ("email", "email_local"))
+    emails = vocab.emails
     ev, eblank = emails.values, emails.blank
     el, er = emails.codes["email"][left], emails.codes["email"][right]
     locl, locr = emails.codes["email_local"][left], emails.codes["email_local"][right]
@@ -181,9 +218,9 @@ def compare(f: pd.DataFrame, left: np.ndarray, right: np.ndarray, crossed: bool 
     email[missing_e] = -1
 
     # phone: any of phone/mobile on either side
-    phones = _Vocab(f, ("phone", "mobile"))
+    phones = vocab.phones
     pblank = phones.blank
-    tail_v = phones.derived(lambda s: s[-7:])
+    tail_v = vocab.phone_tails
     pl, pr = phones.codes["phone"][left], phones.codes["phone"][right]
     ml, mr = phones.codes["mobile"][left], phones.codes["mobile"][right]
     psl, psr = flag("phone_shared")
@@ -203,7 +240,7 @@ def compare(f: pd.DataFrame, left: np.ndarray, right: np.ndarray, crossed: bool 
     phone[~(any_l & any_r)] = -1
 
     # address
-    places = _Vocab(f, ("street_key", "street", "zip5", "city"))
+    places = vocab.places
     pv, plank = places.values, places.blank
 
     def pcol(c: str) -> tuple[np.ndarray, np.ndarray]:
@@ -226,7 +263,7 @@ def compare(f: pd.DataFrame, left: np.ndarray, right: np.ndarray, crossed: bool 
     address[missing_a] = -1
 
     # company
-    companies = _Vocab(f, ("company",))
+    companies = vocab.companies
     cv, cblank = companies.values, companies.blank
     col_l, col_r = companies.codes["company"][left], companies.codes["company"][right]
     missing_c = cblank[col_l] | cblank[col_r]
@@ -237,7 +274,7 @@ def compare(f: pd.DataFrame, left: np.ndarray, right: np.ndarray, crossed: bool 
         comp[cand] = np.where(_on_pairs(col_l[cand], col_r[cand], lambda x, y: _cpdist(cv[x], cv[y], token_set_ratio)) >= 90, 2, 0)
     comp[missing_c] = -1
 
-    suffixes = _Vocab(f, ("suffix",))
+    suffixes = vocab.suffixes
     sfl, sfr = suffixes.codes["suffix"][left], suffixes.codes["suffix"][right]
     suffix_conflict = ~suffixes.blank[sfl] & ~suffixes.blank[sfr] & (sfl != sfr)
     suffix_one = suffixes.blank[sfl] != suffixes.blank[sfr]

@@ -97,9 +97,14 @@ def shared_values(f: pd.DataFrame, min_people: int = 3) -> dict[str, frozenset[s
 
     out: dict[str, frozenset[str]] = {}
     for col in ("email", "phone", "mobile"):
-        vals = f[col]
-        has = (vals != "") & (f["fn_first"] != "")
-        sub = pd.DataFrame({"v": vals[has], "fn": f.loc[has, "fn_first"], "ln": f.loc[has, "ln"], "k": f.loc[has, "fn_known"]})
+        vals = f[col].to_numpy(dtype=object)
+        has = (vals != "") & (f["fn_first"].to_numpy(dtype=object) != "")
+        # only a value on at least min_people records can name that many people: the rest (almost
+        # all) skip the de-duplication and grouping below
+        codes, _uniq = pd.factorize(vals[has])
+        has[has] = np.bincount(codes)[codes] >= min_people if len(codes) else np.zeros(0, dtype=bool)
+        sub = pd.DataFrame({"v": pd.Series(vals[has], dtype=object), "fn": pd.Series(f["fn_first"].to_numpy(dtype=object)[has], dtype=object),
+                            "ln": pd.Series(f["ln"].to_numpy(dtype=object)[has], dtype=object), "k": f["fn_known"].to_numpy(dtype=bool)[has]})
         sub = sub.drop_duplicates(["v", "fn", "ln"])
         sizes = sub["v"].value_counts()
         crowded = sub[member(sub["v"], set(sizes[sizes >= min_people].index))].sort_values(["v", "fn", "ln"], kind="mergesort")
@@ -140,12 +145,14 @@ _KEY_COLUMNS = {"email": "email", "email_local": "email_local", "mobile": "mobil
                 "full_name_sorted": "full_sorted"}
 
 
-def blocking_keys(f: pd.DataFrame, on: list[str]) -> tuple[np.ndarray, np.ndarray]:
+def blocking_keys(f: pd.DataFrame, on: list[str], cache: dict[str, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(record positions, int64 block keys) for a blocking rule; one record may have several keys.
 
     Keys are codes, not strings: equal codes ⇔ equal key values, which is all blocking needs, and
-    integers sort, hash and shuffle far faster than composite key strings.
+    integers sort, hash and shuffle far faster than composite key strings. ``cache`` keeps a
+    column's codes for the next rule on the same features (surname and ZIP serve several rules).
     """
+    cache = {} if cache is None else cache
     n = len(f)
     pos = np.arange(n, dtype=np.int64)
     keyed: tuple[np.ndarray, np.ndarray] | None = None
@@ -158,7 +165,9 @@ def blocking_keys(f: pd.DataFrame, on: list[str]) -> tuple[np.ndarray, np.ndarra
             lens = np.fromiter((len(x) for x in names), dtype=np.int64, count=n)
             cur = (np.repeat(pos, lens), _codes(np.array([k for x in names for k in x], dtype=object)))
         else:
-            cur = (pos, _codes(f[_KEY_COLUMNS[col]].to_numpy(dtype=object)))
+            if col not in cache:
+                cache[col] = _codes(f[_KEY_COLUMNS[col]].to_numpy(dtype=object))
+            cur = (pos, cache[col])
         nonblank = cur[1] >= 0
         cur = (cur[0][nonblank], cur[1][nonblank])
         if keyed is None:

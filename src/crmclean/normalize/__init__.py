@@ -250,11 +250,6 @@ def _date_order(info: SourceInfo, column: pd.Series) -> str:
 PARALLEL_ROWS = 40_000  # rows before a second process pays for its start-up and the copies
 
 
-def _workers() -> int:
-    env = os.environ.get("CRMCLEAN_WORKERS", "")
-    if env.isdigit() and int(env) > 0:
-        return int(env)
-    return max(1, min(os.cpu_count() or 1, 2))
 
 
 # the job a forked worker inherits (set just before the pool forks; never pickled on the way in)
@@ -296,14 +291,14 @@ def normalize(frame: pd.DataFrame, pack: Pack, ctx: NormalizeContext, workers: i
     — is decided first on the whole frame, and the parts' changes and findings are merged in a
     fixed order, so the result is identical to a single-process run (a test proves it).
     """
-    workers = _workers() if workers is None else workers
+    from crmclean.procs import cpu_workers, worker_pool
+
+    workers = cpu_workers() if workers is None else workers
     ctx = prepare(frame, ctx, ctx.parallel)
     opts = pack.data.get("normalize", {})
     _tables(pack.path, *_table_refs(opts))  # parsed once here, inherited by forked workers
     if workers < 2 or len(frame) < PARALLEL_ROWS or not ctx.parallel:
         return _finish(_normalize_part(frame, pack, ctx))
-    from crmclean.procs import worker_pool
-
     global _JOB
     bounds = np.linspace(0, len(frame), workers + 1).astype(int).tolist()
     ranges = list(zip(bounds[:-1], bounds[1:], strict=True))
