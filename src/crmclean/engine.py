@@ -95,6 +95,8 @@ COMPARE_CHUNK = 2_000_000
 PARALLEL_PAIRS = 300_000  # pairs before a second process pays for its start-up
 LOCAL = Engine()
 _COMPARE_JOB: tuple[pd.DataFrame, np.ndarray, np.ndarray, Vocabularies] | None = None
+
+
 def _compare_range(bounds: tuple[int, int]) -> Comparison:
     from crmclean.dedupe.compare import compare, use_rapidfuzz_workers
 
