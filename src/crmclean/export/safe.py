@@ -62,9 +62,9 @@ def _first_char_hits(vals: np.ndarray) -> np.ndarray:
 
 
 def _not_plain_data(vals: np.ndarray, idx: list[int]) -> list[int]:
-    """The positions in ``idx`` that :func:`escape` may change: a value that does not start with a
-    quote and is plain data (an E.164 phone, a number — most hits in a change log) never is.
-    The test runs in RE2 over the whole list (pyarrow), not in a Python loop."""
+    """The positions in ``idx`` that :func:`escape` may change: plain data (an E.164 phone, a
+    number — most hits in a change log; never quote-led) never is. The test runs in RE2 over the
+    whole list (pyarrow), not in a Python loop."""
     if len(idx) < 1000:
         return idx
     import pyarrow as pa

@@ -9,7 +9,6 @@ reason code). Nothing is deleted: an invalid value is kept and flagged.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import lru_cache, partial
@@ -202,9 +201,10 @@ def _streets(keys: pd.Series, pub: Pub28, style: str, parallel: bool = True) -> 
         else:
             results[i] = (normalize_foreign_street(k[2:]), (), None)
     values = [uniques[i][2:] for i in slow]
-    workers = min(os.cpu_count() or 1, 2) if parallel else 1
+    from crmclean.procs import cpu_workers, worker_pool
+
+    workers = cpu_workers() if parallel else 1
     if len(values) >= PARALLEL_MIN and workers > 1:
-        from crmclean.procs import worker_pool
 
         half = (len(values) + 1) // 2
         chunks = [values[:half], values[half:]]
