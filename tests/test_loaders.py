@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import io
 import zipfile
 
 import openpyxl
 import pytest
 import xlsxwriter
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from crmclean.errors import CrmcleanError, InputError
-from crmclean.io import LoadOptions, load_table
+from crmclean.io import LoadOptions, csvread, load_table
 from crmclean.io.csvread import CsvOptions, read_csv
+from crmclean.model import STR
 from helpers import xlsx_book
 
 
@@ -18,6 +22,34 @@ def test_cells_stay_text(write):
     # "NA" (Namibia), "NULL" (a surname), leading zeros, a number-looking id: all kept exactly
     t = load_table(write("a.csv", "id,last,country,zip\n007,NULL,NA,02134\n"))
     assert t.frame.to_dict("records") == [{"id": "007", "last": "NULL", "country": "NA", "zip": "02134"}]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="ab\r\n,\"", max_size=60), st.integers(1, 9))
+def test_block_lines_are_the_stringio_lines(text, block):
+    # the reader cuts the text into blocks that end after a "\n": the lines must be exactly
+    # those of one StringIO over the whole text, whatever the block size ("\r\n" never split)
+    old = csvread.BLOCK_CHARS
+    csvread.BLOCK_CHARS = block
+    try:
+        assert list(csvread._lines(text)) == list(io.StringIO(text, newline=""))
+    finally:
+        csvread.BLOCK_CHARS = old
+
+
+def test_rows_across_chunks_keep_their_order_and_lines(write, monkeypatch):
+    monkeypatch.setattr(csvread, "CHUNK_ROWS", 3)
+    monkeypatch.setattr(csvread, "BLOCK_CHARS", 16)
+    body = "".join(f'{i},"v{i}\nsecond line"\n' if i % 4 == 0 else f"{i},v{i}\n" for i in range(10))
+    t = read_csv(write("c.csv", "id,val\n" + body))
+    assert t.frame["id"].tolist() == [str(i) for i in range(10)]
+    assert t.frame["val"].tolist() == [f"v{i}\nsecond line" if i % 4 == 0 else f"v{i}" for i in range(10)]
+    assert (t.frame.dtypes == STR).all()
+    lines, line = [], 2
+    for i in range(10):
+        lines.append(line)
+        line += 2 if i % 4 == 0 else 1
+    assert t.lines.tolist() == lines
 
 
 @pytest.mark.parametrize(

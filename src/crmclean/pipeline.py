@@ -25,6 +25,7 @@ from crmclean.model import (
     ROW,
     SOURCE_FILE,
     SOURCE_LINE,
+    STR,
     concat,
     member,
 )
@@ -96,7 +97,7 @@ def assign_record_ids(frame: pd.DataFrame) -> pd.Series:
     counts = source_ids.map(source_ids.value_counts())
     fallback = frame[SOURCE_FILE].astype(str) + ":" + frame[SOURCE_LINE].astype(str)
     usable = (source_ids != "") & (counts == 1) & ~member(source_ids, set(fallback.to_numpy(dtype=object)))
-    return source_ids.where(usable, fallback).astype(object)
+    return source_ids.where(usable, fallback).astype(STR)
 
 
 # --- the whole run ---------------------------------------------------------------------------

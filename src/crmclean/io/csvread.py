@@ -13,17 +13,68 @@ import codecs
 import csv
 import hashlib
 import io
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from crmclean.errors import InputError, Problem
 from crmclean.io.table import RawTable, Reject
+from crmclean.model import STR
 
 CANDIDATE_DELIMITERS = (",", ";", "\t", "|")
 DEFAULT_MAX_FIELD = 1024 * 1024
+CHUNK_ROWS = 50_000  # rows held as Python lists before they move into Arrow columns
+
+
+BLOCK_CHARS = 1 << 23
+
+
+def _lines(text: str) -> Iterator[str]:
+    """The text's lines with their endings, as ``io.StringIO(text, newline="")`` yields them,
+    read a block at a time: one StringIO over the whole text would copy it at four bytes a
+    character. Blocks end just after a ``\n``, so no line (nor ``\r\n``) is ever cut."""
+    start, n = 0, len(text)
+    while start < n:
+        end = n if start + BLOCK_CHARS >= n else text.rfind("\n", start, start + BLOCK_CHARS) + 1
+        if end <= start:  # one line longer than a block
+            end = text.find("\n", start + BLOCK_CHARS) + 1 or n
+        yield from io.StringIO(text[start:end], newline="")
+        start = end
+
+
+class _Columns:
+    """Rows gathered into Arrow string columns a chunk at a time.
+
+    A million-row export held as Python lists and ``str`` objects takes five times its size
+    in memory; as Arrow strings it takes about its size. Only one chunk of rows is ever held
+    as Python objects."""
+
+    def __init__(self) -> None:
+        self.rows: list[list[str]] = []
+        self.chunks: list[list[pa.Array]] = []
+
+    def append(self, row: list[str]) -> None:
+        self.rows.append(row)
+        if len(self.rows) >= CHUNK_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.rows:
+            self.chunks.append([pa.array(col, type=pa.string()) for col in zip(*self.rows, strict=True)])
+            self.rows = []
+
+    def frame(self, headers: list[str]) -> pd.DataFrame:
+        self.flush()
+        data = {}
+        for i, h in enumerate(headers):
+            column = pa.chunked_array([c[i] for c in self.chunks], type=pa.string())
+            data[h] = pd.Series(pd.array(column, dtype=STR), copy=False)
+        return pd.DataFrame(data)
+
 # UTF-16 is trusted only with a BOM: detectors "find" it in short single-byte files.
 _ACCEPTED_DETECTED = {"cp1252", "latin_1", "iso8859_15", "mac_roman", "iso8859_1", "windows_1252"}
 _MAGIC = {
@@ -176,8 +227,8 @@ def read_csv(path: str | Path, options: CsvOptions | None = None, display: str |
         raise InputError("E-USAGE-DELIMITER", "--delimiter must be one character", location=display, hint="e.g. --delimiter ';'")
 
     csv.field_size_limit(max(options.max_field_size, 1024))
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
-    rows: list[list[str]] = []
+    reader = csv.reader(_lines(text), delimiter=delimiter, strict=True)
+    rows = _Columns()
     starts: list[int] = []
     rejects: list[Reject] = []
     blank = 0
@@ -236,13 +287,12 @@ def read_csv(path: str | Path, options: CsvOptions | None = None, display: str |
         warnings.append(Problem("W-CSV-BLANK-LINES", display, f"{blank} blank line(s) skipped (not records)", ""))
     if rejects:
         warnings.append(Problem("W-CSV-REJECTS", display, f"{len(rejects)} row(s) rejected (see rejects.csv)", "fix the rows in the export and rerun"))
-    if not rows:
+    if not starts:
         warnings.append(Problem("W-CSV-NO-ROWS", display, "the file has a header but no data rows", ""))
     if header_line != 1:
         warnings.append(Problem("W-CSV-HEADER-LINE", display, f"header found on line {header_line}", ""))
 
-    columns = list(zip(*rows, strict=True)) if rows else [() for _ in headers]
-    frame = pd.DataFrame({h: pd.Series(col, dtype=object) for h, col in zip(headers, columns, strict=True)})
+    frame = rows.frame(headers)
     return RawTable(
         path=str(path),
         display=display,

@@ -12,7 +12,14 @@ import pandas as pd
 
 from crmclean.errors import Problem, UsageError
 from crmclean.io.table import RawTable
-from crmclean.model import CANONICAL_FIELDS, EXTRA_PREFIX, OBJECT_TYPE, SOURCE_FILE, SOURCE_LINE
+from crmclean.model import (
+    CANONICAL_FIELDS,
+    EXTRA_PREFIX,
+    OBJECT_TYPE,
+    SOURCE_FILE,
+    SOURCE_LINE,
+    STR,
+)
 from crmclean.rules.packs import Pack, builtin_packs, load_pack
 
 _NON_ALNUM = re.compile(r"[\W_]+", re.UNICODE)
@@ -142,18 +149,18 @@ def to_canonical(table: RawTable, mapping: SourceMapping) -> pd.DataFrame:
     for canonical in CANONICAL_FIELDS:
         headers = mapping.columns.get(canonical)
         if not headers:
-            data[canonical] = pd.Series([""] * n, dtype=object)
+            data[canonical] = pd.Series("", index=pd.RangeIndex(n), dtype=STR)
             continue
-        value = raw[headers[0]].astype(object)
+        value = raw[headers[0]].astype(STR)
         for other in headers[1:]:
-            value = value.where(value.str.strip() != "", raw[other])
+            value = value.where(value.str.strip() != "", raw[other].astype(STR))
         data[canonical] = value.reset_index(drop=True)
     frame = pd.DataFrame(data)
-    frame.insert(0, "_source_id", frame["record_id"].to_numpy(dtype=object))
+    frame.insert(0, "_source_id", frame["record_id"].array)
     frame.insert(0, OBJECT_TYPE, mapping.object_type)
     frame.insert(0, SOURCE_LINE, table.lines)
     frame.insert(0, SOURCE_FILE, table.display)
     extras = [h for h in table.headers if h in mapping.unmapped or h in sum((hs[1:] for hs in mapping.columns.values()), [])]
     for h in extras:
-        frame[EXTRA_PREFIX + h] = raw[h].to_numpy(dtype=object)
+        frame[EXTRA_PREFIX + h] = raw[h].astype(STR).array
     return frame
