@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -397,3 +398,63 @@ def test_normalize_in_two_processes_equals_one(monkeypatch: pytest.MonkeyPatch, 
     pd.testing.assert_frame_equal(one.changes, two.changes)
     pd.testing.assert_frame_equal(one.findings, two.findings)
     assert len(one.changes) and len(one.findings)
+    # more parts than workers (each worker takes several in turn): still the same result
+    monkeypatch.setattr(stage, "PART_ROWS", 400)
+    many = stage.normalize(loaded.frame, pack, stage.NormalizeContext(loaded.sources), workers=2)
+    pd.testing.assert_frame_equal(one.frame, many.frame)
+    pd.testing.assert_frame_equal(one.changes, many.changes)
+    pd.testing.assert_frame_equal(one.findings, many.findings)
+
+
+_NAME_WORD = (st.from_regex(r"[A-Z][a-z]{1,8}", fullmatch=True) | st.sampled_from(["Bank", "Group", "Inc", "Co", "Mr", "Jr", "Mcdonald", "SMITH", "de", "O'Brien"])
+              | st.text(alphabet="AaBb .,'-\u00e9", max_size=8))
+
+
+_MOSTLY_BLANK = st.sampled_from(["", "", ""]) | _NAME_WORD
+
+
+@given(st.lists(st.tuples(_MOSTLY_BLANK | st.just("Dr."), _NAME_WORD, _MOSTLY_BLANK, _NAME_WORD,
+                          _MOSTLY_BLANK | st.just("Jr."), _MOSTLY_BLANK), min_size=1, max_size=12))
+@settings(max_examples=400, deadline=None)
+def test_name_fast_path_rows_are_exactly_what_normalize_person_leaves_alone(rows) -> None:
+    from crmclean.normalize.name import plain_rows
+
+    cols = [np.array([r[i] for r in rows], dtype=object) for i in range(5)]
+    fast = plain_rows(*cols, NAMES)
+    for row, accepted in zip(rows, fast, strict=True):
+        if accepted:
+            assert normalize_person(row[:5], row[5], NAMES) == (row[:5], [])
+
+
+def test_name_fast_path_takes_the_common_shape_only() -> None:
+    from crmclean.normalize.name import plain_rows
+
+    rows = [("", "Robert", "", "Smith", ""), ("", "Robert", "", "Bank", ""), ("", "ROBERT", "", "Smith", ""),
+            ("Mr.", "Robert", "", "Smith", ""), ("", "Robert", "J", "Smith", ""), ("", "", "", "Smith", "")]
+    cols = [np.array([r[i] for r in rows], dtype=object) for i in range(5)]
+    assert plain_rows(*cols, NAMES).tolist() == [True, False, False, False, False, False]
+
+
+_EMAILS = (st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._%+\-]{0,70}@[A-Za-z0-9\-]{1,12}(\.[A-Za-z0-9\-]{1,10}){0,2}\.[A-Za-z]{2,6}", fullmatch=True)
+           | st.sampled_from(["Info@Acme.com", "bob@gmial.com", "x--y@ex.com", "al@ex--ample.com", "bob@host.local", "b.@x.com",
+                              "a..b@x.com", "ab@x.test", "ab@x.com ", "\u212aate@ex.com", "ab@x.c0m", "a%b@ex.com"]))
+
+
+@given(st.lists(_EMAILS, min_size=1, max_size=10))
+@settings(max_examples=400, deadline=None)
+def test_email_fast_path_rows_are_exactly_the_slow_path(values) -> None:
+    from crmclean.normalize.email import plain_emails
+
+    arr = np.array(values, dtype=object)
+    ok, lower = plain_emails(arr, TYPOS, ROLES)
+    for v, accepted, low in zip(values, ok, lower, strict=True):
+        if accepted:
+            assert normalize_email(v, TYPOS, ROLES) == (low, None) == (v.lower(), None)
+
+
+def test_email_fast_path_takes_plain_addresses() -> None:
+    from crmclean.normalize.email import plain_emails
+
+    values = ["Bob.Smith@Example.com", "info@acme.com", "bob@gmial.com", " bob@x.com", "bob@x.local", "a@b.c"]
+    ok, _ = plain_emails(np.array(values, dtype=object), TYPOS, ROLES)
+    assert ok.tolist() == [True, False, False, False, False, False]

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from crmclean.engine import Engine
 from crmclean.errors import InvariantError, UsageError
@@ -89,6 +90,7 @@ def load_inputs(paths: list[Path] | list[str] | list[str | Path], options: LoadO
     frame[extra_cols] = frame[extra_cols].fillna("")
     frame.insert(0, ROW, np.arange(len(frame), dtype=np.int64))
     frame[RECORD_ID] = assign_record_ids(frame)
+    pa.default_memory_pool().release_unused()  # Arrow's pool keeps what loading freed unless told
     return Loaded(inputs=inputs, frame=frame)
 
 

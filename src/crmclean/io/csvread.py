@@ -27,7 +27,7 @@ from crmclean.model import STR
 
 CANDIDATE_DELIMITERS = (",", ";", "\t", "|")
 DEFAULT_MAX_FIELD = 1024 * 1024
-CHUNK_ROWS = 50_000  # rows held as Python lists before they move into Arrow columns
+CHUNK_ROWS = 10_000  # rows held as Python lists before they move into Arrow columns
 
 
 BLOCK_CHARS = 1 << 23
@@ -216,6 +216,7 @@ def read_csv(path: str | Path, options: CsvOptions | None = None, display: str |
         raise InputError("E-ENCODING", f"byte at line {line}, col {col} is not valid {encoding}", location=display, hint="rerun with the right --encoding") from None
     except LookupError:
         raise InputError("E-ENCODING-UNKNOWN", f"unknown encoding '{encoding}'", location=display, hint="use e.g. utf-8 or cp1252") from None
+    del data  # the text holds it now (the hash is taken)
     if text.startswith("\ufeff"):
         text = text[1:]
     sample_head = text[:200_000]

@@ -25,6 +25,7 @@ from crmclean.model import (
     FINDING_COLUMNS,
     RECORD_ID,
     SOURCE_FILE,
+    STR,
     StageResult,
     changes_frame,
     concat,
@@ -44,7 +45,7 @@ from crmclean.normalize.company import DEFAULT_LEGAL, company_display, company_k
 from crmclean.normalize.country import CountryTable
 from crmclean.normalize.dates import column_order, normalize_date
 from crmclean.normalize.email import normalize_emails
-from crmclean.normalize.name import NameOptions, normalize_person
+from crmclean.normalize.name import NameOptions, normalize_person, plain_rows
 from crmclean.normalize.phone import normalize_phones, region_for
 from crmclean.normalize.text import tidy
 from crmclean.rules.packs import Pack, load_table
@@ -100,13 +101,14 @@ _TIDY_ASCII = r"[!-~]+(?: [!-~]+)*"  # visible ASCII words, single spaces: alrea
 
 def _tidy_column(series: pd.Series) -> np.ndarray:
     """:func:`tidy` over a column; values that are visibly tidy already (plain ASCII, single
-    spaces — NFC-invariant, nothing invisible) are recognised in one vectorised pass."""
+    spaces — NFC-invariant, nothing invisible) are recognised in one vectorised pass (RE2, on
+    the Arrow column as loaded)."""
+    text = series if series.dtype == STR else pd.Series(series.to_numpy(dtype=object), dtype=STR)
+    plain = np.array((text == "").to_numpy(dtype=bool, na_value=True))  # writable
     values = series.to_numpy(dtype=object)
-    plain = values == ""
     if plain.all():  # a column the export does not fill: nothing to look at
         return values
-    filled = np.flatnonzero(~plain)
-    plain[filled] = pd.Series(values[filled], dtype=str).str.fullmatch(_TIDY_ASCII).to_numpy(dtype=bool, na_value=False)
+    plain |= text.str.fullmatch(_TIDY_ASCII).to_numpy(dtype=bool, na_value=False)
     if plain.all():
         return values
     out = values.copy()
@@ -248,6 +250,7 @@ def _date_order(info: SourceInfo, column: pd.Series) -> str:
 
 
 PARALLEL_ROWS = 40_000  # rows before a second process pays for its start-up and the copies
+PART_ROWS = 100_000
 
 
 
@@ -300,7 +303,9 @@ def normalize(frame: pd.DataFrame, pack: Pack, ctx: NormalizeContext, workers: i
     if workers < 2 or len(frame) < PARALLEL_ROWS or not ctx.parallel:
         return _finish(_normalize_part(frame, pack, ctx))
     global _JOB
-    bounds = np.linspace(0, len(frame), workers + 1).astype(int).tolist()
+    # parts of at most PART_ROWS rows: a worker holds one part's values as Python objects at a
+    # time, so its memory stays flat however large the export
+    bounds = np.linspace(0, len(frame), max(workers, -(-len(frame) // PART_ROWS)) + 1).astype(int).tolist()
     ranges = list(zip(bounds[:-1], bounds[1:], strict=True))
     # fork: the workers share the loaded frame copy-on-write instead of receiving a pickled copy
     # (spawn would also re-run the caller's main module, which a library must not ask of it)
@@ -321,7 +326,7 @@ def _merge(parts: list[StageResult], source: pd.DataFrame | None = None) -> Stag
     if source is None:
         frame = pd.concat([p.frame for p in parts])
     else:
-        frame = source.copy()
+        frame = source.copy(deep=False)  # columns are replaced, never written into
         new_columns = [c for p in parts for c in p.frame.columns if c not in source.columns]
         for c in [*[c for c in source.columns if any(c in p.frame.columns for p in parts)], *dict.fromkeys(new_columns)]:
             pieces, at = [], 0
@@ -331,13 +336,22 @@ def _merge(parts: list[StageResult], source: pd.DataFrame | None = None) -> Stag
                 at += n
             frame[c] = pd.concat(pieces)
     rank = {c: i for i, c in enumerate(CANONICAL_FIELDS)}
-    changes = pd.concat([p.changes for p in parts], ignore_index=True)
-    if len(changes):
-        changes = changes.iloc[np.argsort(changes["field"].map(rank).to_numpy(), kind="stable")].reset_index(drop=True)
-    findings = pd.concat([p.findings for p in parts], ignore_index=True)
-    if len(findings):
-        findings = findings.iloc[np.argsort(findings["_call"].to_numpy(), kind="stable")].reset_index(drop=True)
+    changes = _stable_sorted([p.changes for p in parts], [p.changes["field"].map(rank).to_numpy() for p in parts])
+    findings = _stable_sorted([p.findings for p in parts], [p.findings["_call"].to_numpy() for p in parts])
     return StageResult(frame=frame, changes=changes, findings=findings)
+
+
+def _stable_sorted(frames: list[pd.DataFrame], keys: list[np.ndarray]) -> pd.DataFrame:
+    """``pd.concat(frames)`` stably sorted by ``keys`` (one array per frame), built from slices
+    of the frames: a part's changes come field by field, so they cut into a few runs of equal
+    key, and Arrow columns concatenate without a copy (a sort's ``take`` would copy them all)."""
+    runs: list[tuple[Any, int, int, int]] = []  # (key, frame, start, end): sorting them is the stable sort
+    for i, k in enumerate(keys):
+        cuts = (np.flatnonzero(k[1:] != k[:-1]) + 1).tolist() if len(k) else []
+        runs.extend((k[a], i, a, b) for a, b in zip([0, *cuts], [*cuts, len(k)], strict=True) if b > a)
+    runs.sort()
+    pieces = [frames[i].iloc[a:b] for _, i, a, b in runs] or frames[:1]
+    return pd.concat(pieces, ignore_index=True)
 
 
 def _finish(result: StageResult) -> StageResult:
@@ -346,8 +360,12 @@ def _finish(result: StageResult) -> StageResult:
 
 
 def _normalize_part(frame: pd.DataFrame, pack: Pack, ctx: NormalizeContext) -> StageResult:
+    # the part works on Python objects (the normalizers are per-value Python); the loaded Arrow
+    # columns are kept for the vectorised checks and for every column the stage leaves as it was
     f = frame.copy()
-    originals = {c: f[c].to_numpy(dtype=object).copy() for c in CANONICAL_FIELDS if c != RECORD_ID}
+    originals = {c: frame[c].to_numpy(dtype=object) for c in CANONICAL_FIELDS if c != RECORD_ID}
+    for c, values in originals.items():
+        f[c] = pd.Series(values.copy(), index=f.index, dtype=object)
     rec = _Recorder(f)
     opts = pack.data.get("normalize", {})
     default_region = pack.get("defaults", "region", default="US")
@@ -360,7 +378,7 @@ def _normalize_part(frame: pd.DataFrame, pack: Pack, ctx: NormalizeContext) -> S
     for c in CANONICAL_FIELDS:
         if c in (RECORD_ID, "notes", "street_1", "street_2"):
             continue
-        rec.set(c, _tidy_column(f[c]), "text.tidy")
+        rec.set(c, _tidy_column(frame[c]), "text.tidy")  # the column as loaded: nothing changed it yet
     rec.set("notes", _map(f["notes"], lambda v: v.strip()), "text.trim")
 
     # 2. JSON lists in email / phone cells (one value per field; a second goes to the spare field)
@@ -398,9 +416,13 @@ def _normalize_part(frame: pd.DataFrame, pack: Pack, ctx: NormalizeContext) -> S
             **{k: frozenset(x.casefold() for x in nopt[k]) for k in ("particles", "mac_names", "suffixes", "salutations", "company_words") if k in nopt},
         )
         cols = ["salutation", "first_name", "middle_name", "last_name", "suffix", "full_name"]
-        key = f[cols[0]].astype(str)
+        person = {c: f[c].to_numpy(dtype=object) for c in cols}
+        # rows already in shape ("Robert", "Smith") keep their values; the rest go value by value
+        rest = np.flatnonzero(~plain_rows(person["salutation"], person["first_name"], person["middle_name"],
+                                          person["last_name"], person["suffix"], name_opts))
+        key = pd.Series(person[cols[0]][rest], dtype=object)
         for c in cols[1:]:
-            key = key + "\x1f" + f[c].astype(str)
+            key = key + "\x1f" + person[c][rest]
 
         def _person(k: str) -> Any:
             p = k.split("\x1f")
@@ -408,8 +430,12 @@ def _normalize_part(frame: pd.DataFrame, pack: Pack, ctx: NormalizeContext) -> S
 
         res = _map(key, _person)
         for i, c in enumerate(cols[:5]):
-            rec.set(c, [r[0][i] for r in res], "name.person")
-        rec.flag("last_name", [";".join(r[1]) if r[1] and any(x == "NAME_LOOKS_LIKE_COMPANY" for x in r[1]) else None for r in res])
+            fresh = person[c].copy()
+            fresh[rest] = [r[0][i] for r in res]
+            rec.set(c, fresh, "name.person")
+        company_flags = np.full(n, None, dtype=object)
+        company_flags[rest] = [";".join(r[1]) if r[1] and any(x == "NAME_LOOKS_LIKE_COMPANY" for x in r[1]) else None for r in res]
+        rec.flag("last_name", company_flags)
 
     # 5. company display + match key (the key is internal, never exported)
     if on("company"):
@@ -506,15 +532,27 @@ def _normalize_part(frame: pd.DataFrame, pack: Pack, ctx: NormalizeContext) -> S
         final = f[c].to_numpy(dtype=object)
         mask = originals[c] != final
         if mask.any():
+            f[c] = pd.Series(final, index=f.index, dtype=STR)
             changes.append(
                 changes_frame(ids[mask], stage=STAGE, rule_id="normalize", field_name=c,
                               before=pd.Series(originals[c][mask]), after=pd.Series(final[mask]),
                               reason=pd.Series(rules[mask]))
             )
+    for c in originals:  # the columns still in objects are unchanged: they go back as loaded
+        if f[c].dtype == object:
+            f[c] = frame[c]
+    for c in ("_company_key", "_phone_type", "_mobile_type"):
+        f[c] = f[c].astype(STR)
     change_df = concat(changes, CHANGE_COLUMNS)
     if len(change_df):  # the rule that made the final value: the last of the reason's chain
         codes, chains = pd.factorize(change_df["reason"], use_na_sentinel=False)
         last = np.array(["normalize." + str(c).rpartition("+")[2] for c in chains], dtype=object)
         change_df["rule_id"] = last[codes]
-    return StageResult(frame=f, changes=change_df, findings=pd.concat(rec.findings, ignore_index=True) if rec.findings
-                       else concat([], FINDING_COLUMNS).assign(_call=pd.Series([], dtype=np.int64)))
+        change_df["reason"] = np.asarray(chains, dtype=object)[codes]  # one string object per chain
+    findings = (pd.concat(rec.findings, ignore_index=True) if rec.findings
+                else concat([], FINDING_COLUMNS).assign(_call=pd.Series([], dtype=np.int64)))
+    # a million rows' changes would outweigh the frame as Python strings: the per-row values go
+    # to Arrow; the few repeated ones (stage, rule, field, reason) stay shared objects, which
+    # also cross a process boundary once each (pickle's memo)
+    return StageResult(frame=f, changes=change_df.astype({c: STR for c in ("record_id", "before", "after")}),
+                       findings=findings.astype({"record_id": STR}))

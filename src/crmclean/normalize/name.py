@@ -5,6 +5,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+import numpy as np
+import pandas as pd
+
+from crmclean.model import STR
 from crmclean.normalize.text import name_case, tidy
 
 DEFAULT_PARTICLES = ("van", "von", "der", "den", "de", "la", "le", "da", "di", "du", "del", "della", "dos", "das", "ter", "ten", "bin", "al", "st")
@@ -124,3 +128,26 @@ def normalize_person(parts: Parts, full: str, opts: NameOptions) -> tuple[Parts,
     if looks_like_company(" ".join((first, last)), opts):
         reasons.append("NAME_LOOKS_LIKE_COMPANY")
     return (sal, first, middle, last, suffix), reasons
+
+
+PLAIN_NAME = r"[A-Z][a-z]+"  # one capitalised ASCII word: the shape most exports hold
+
+
+def plain_rows(sal: np.ndarray, first: np.ndarray, middle: np.ndarray, last: np.ndarray, suffix: np.ndarray,
+               opts: NameOptions) -> np.ndarray:
+    """The rows :func:`normalize_person` returns unchanged and without a reason, found in a few
+    vectorised passes: first and last name each one capitalised ASCII word that is not a
+    company word, and no salutation, middle name or suffix. Then nothing applies — ``tidy`` and
+    ``name_case`` keep the words (mixed case), there is nothing to split off and the full name
+    is not read — so the rest of the rows are all that need the per-value path (a property
+    test checks this against ``normalize_person`` itself).
+    """
+    ok = np.asarray((sal == "") & (middle == "") & (suffix == ""), dtype=bool)
+    words = sorted(opts.company_words)
+    for values in (first, last):
+        if not ok.any():
+            break
+        text = pd.Series(values[ok], dtype=STR)
+        fine = text.str.fullmatch(PLAIN_NAME).to_numpy(dtype=bool, na_value=False) & ~text.str.lower().isin(words).to_numpy(dtype=bool, na_value=False)
+        ok[np.flatnonzero(ok)[~fine]] = False
+    return ok
