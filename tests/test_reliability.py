@@ -588,3 +588,21 @@ def test_escape_frame_equals_escaping_every_cell(cells):
         want = [escape(v) for v in frame[col]]
         assert out[col].tolist() == want
         assert sorted(i for i, c in hits if c == col) == [i for i, v in enumerate(frame[col]) if escape(v) != v]
+
+
+def test_command_line_uses_malloc_for_arrow_unless_a_pool_is_chosen(monkeypatch) -> None:
+    import pyarrow as pa
+
+    from crmclean.procs import lean_arrow_memory
+
+    before = pa.default_memory_pool()
+    try:
+        monkeypatch.setenv("ARROW_DEFAULT_MEMORY_POOL", "mimalloc")
+        pa.set_memory_pool(pa.mimalloc_memory_pool())
+        lean_arrow_memory()
+        assert pa.default_memory_pool().backend_name == "mimalloc"  # the user's choice stands
+        monkeypatch.delenv("ARROW_DEFAULT_MEMORY_POOL")
+        lean_arrow_memory()
+        assert pa.default_memory_pool().backend_name == "system"
+    finally:
+        pa.set_memory_pool(before)

@@ -15,6 +15,7 @@ import typer
 
 from crmclean import __version__, render
 from crmclean.errors import CrmcleanError, ExitCode, InvariantError, RulePackError
+from crmclean.procs import lean_arrow_memory
 
 T = TypeVar("T")
 
@@ -482,6 +483,7 @@ def _check_environment() -> None:
 def main() -> None:
     """Console entry point."""
     _check_environment()
+    lean_arrow_memory()
     try:
         app()
     except KeyboardInterrupt:
