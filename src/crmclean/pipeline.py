@@ -359,9 +359,11 @@ def _run(opts: RunOptions, engine: Engine, progress: Callable[[str], None] | Non
                                  hint="nothing was published; please report this")
     if ledger["record_id"].duplicated().any():
         raise InvariantError("E-CONSERVATION", "a record appears twice in the ledger", hint="nothing was published; please report this")
-    exported_ids = set(ledger.loc[ledger["state"].isin(["exported", "deactivated"]), "record_id"])
-    bad_survivor = ledger.loc[ledger["state"] == "merged", "survivor_id"]
-    if len(bad_survivor) and not bad_survivor.isin(exported_ids | set(ledger.loc[ledger["state"].isin(["archived", "deleted"]), "record_id"])).all():
+    ledger_state = ledger["state"].to_numpy(dtype=object)
+    ledger_ids = ledger["record_id"].to_numpy(dtype=object)
+    kept_ids = set(ledger_ids[member(ledger_state, ("exported", "deactivated", "archived", "deleted"))])
+    bad_survivor = ledger["survivor_id"].to_numpy(dtype=object)[ledger_state == "merged"]
+    if len(bad_survivor) and not member(bad_survivor, kept_ids).all():
         raise InvariantError("E-CONSERVATION", "a merged record points at a survivor that is not in the outputs", hint="nothing was published; please report this")
 
     # --- files ---------------------------------------------------------------------------------
@@ -420,8 +422,8 @@ def _run(opts: RunOptions, engine: Engine, progress: Callable[[str], None] | Non
 
     # merged.csv: every member of a merged cluster, original values (survivors too, so unmerge is exact)
     if dd is not None and len(dd.merge_map):
-        loser_set = set(dd.merge_map["loser_id"])
-        surv_set = set(dd.merge_map["survivor_id"])
+        loser_set = set(dd.merge_map["loser_id"].to_numpy(dtype=object))
+        surv_set = set(dd.merge_map["survivor_id"].to_numpy(dtype=object))
         # hash-based membership: numpy's isin on object arrays compares every pair
         members = np.flatnonzero(pd.Series(ids, dtype=object).isin(loser_set | surv_set).to_numpy())
         role = np.where(pd.Series(ids[members], dtype=object).isin(loser_set).to_numpy(), "merged", "survivor")

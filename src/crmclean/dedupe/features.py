@@ -26,7 +26,7 @@ def _fold(value: str) -> str:
 
 def _umap(series: pd.Series, fn: Any) -> np.ndarray:
     codes, uniques = pd.factorize(series, use_na_sentinel=False)
-    results: np.ndarray = np.array([fn(u) for u in uniques], dtype=object)
+    results: np.ndarray = np.array([fn(u) for u in np.asarray(uniques, dtype=object)], dtype=object)  # not Arrow's slow __iter__
     return results[codes] if len(codes) else np.empty(0, dtype=object)
 
 
