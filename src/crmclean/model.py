@@ -146,7 +146,10 @@ def concat(frames: list[pd.DataFrame], columns: tuple[str, ...]) -> pd.DataFrame
     frames = [f for f in frames if len(f)]
     if not frames:
         return pd.DataFrame({c: pd.Series([], dtype=object) for c in columns})
-    return pd.concat(frames, ignore_index=True)[list(columns)]
+    out = pd.concat(frames, ignore_index=True)[list(columns)]
+    # a stage may keep repeated values categorical (normalize's changes); the combined table is plain text
+    categorical = {c: object for c in columns if isinstance(out[c].dtype, pd.CategoricalDtype)}
+    return out.astype(categorical) if categorical else out
 
 
 def member(values: pd.Series | np.ndarray, pool: Collection[Any]) -> np.ndarray:

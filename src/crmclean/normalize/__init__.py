@@ -250,7 +250,7 @@ def _date_order(info: SourceInfo, column: pd.Series) -> str:
 
 
 PARALLEL_ROWS = 40_000  # rows before a second process pays for its start-up and the copies
-PART_ROWS = 100_000
+PART_ROWS = 25_000
 
 
 
@@ -350,6 +350,10 @@ def _stable_sorted(frames: list[pd.DataFrame], keys: list[np.ndarray]) -> pd.Dat
         cuts = (np.flatnonzero(k[1:] != k[:-1]) + 1).tolist() if len(k) else []
         runs.extend((k[a], i, a, b) for a, b in zip([0, *cuts], [*cuts, len(k)], strict=True) if b > a)
     runs.sort()
+    # categorical columns on one set of categories, so the concatenation stays categorical
+    for c in [c for c in frames[0].columns if isinstance(frames[0][c].dtype, pd.CategoricalDtype)]:
+        union = pd.CategoricalDtype(sorted(set().union(*(f[c].cat.categories for f in frames))))
+        frames = [f.assign(**{c: f[c].astype(union)}) for f in frames]
     pieces = [frames[i].iloc[a:b] for _, i, a, b in runs] or frames[:1]
     return pd.concat(pieces, ignore_index=True)
 
@@ -552,7 +556,11 @@ def _normalize_part(frame: pd.DataFrame, pack: Pack, ctx: NormalizeContext) -> S
     findings = (pd.concat(rec.findings, ignore_index=True) if rec.findings
                 else concat([], FINDING_COLUMNS).assign(_call=pd.Series([], dtype=np.int64)))
     # a million rows' changes would outweigh the frame as Python strings: the per-row values go
-    # to Arrow; the few repeated ones (stage, rule, field, reason) stay shared objects, which
-    # also cross a process boundary once each (pickle's memo)
-    return StageResult(frame=f, changes=change_df.astype({c: STR for c in ("record_id", "before", "after")}),
+    # to Arrow, the few repeated ones (stage, rule, field, reason) are categorical (a byte a
+    # change instead of an 8-byte pointer); model.concat makes them plain text again
+    return StageResult(frame=f, changes=change_df.astype({**{c: STR for c in ("record_id", "before", "after")},
+                                                          **dict.fromkeys(_REPEATED, "category")}),
                        findings=findings.astype({"record_id": STR}))
+
+
+_REPEATED = ("stage", "rule_id", "field", "reason")  # a handful of distinct values over millions of changes
