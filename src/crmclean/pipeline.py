@@ -424,9 +424,8 @@ def _run(opts: RunOptions, engine: Engine, progress: Callable[[str], None] | Non
     if dd is not None and len(dd.merge_map):
         loser_set = set(dd.merge_map["loser_id"].to_numpy(dtype=object))
         surv_set = set(dd.merge_map["survivor_id"].to_numpy(dtype=object))
-        # hash-based membership: numpy's isin on object arrays compares every pair
-        members = np.flatnonzero(pd.Series(ids, dtype=object).isin(loser_set | surv_set).to_numpy())
-        role = np.where(pd.Series(ids[members], dtype=object).isin(loser_set).to_numpy(), "merged", "survivor")
+        members = np.flatnonzero(member(ids, loser_set | surv_set))
+        role = np.where(member(ids[members], loser_set), "merged", "survivor")
         files["merged.csv"] = safe(with_originals(members, {"merge_role": role, "survivor_id": np.where(role == "merged", survivor[members], ids[members]),
                                                             "cluster_id": cluster_ids[members]}))
         files["merge_map.csv"] = safe(dd.merge_map)

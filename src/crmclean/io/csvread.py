@@ -28,9 +28,7 @@ from crmclean.model import STR
 CANDIDATE_DELIMITERS = (",", ";", "\t", "|")
 DEFAULT_MAX_FIELD = 1024 * 1024
 CHUNK_ROWS = 10_000  # rows held as Python lists before they move into Arrow columns
-
-
-BLOCK_CHARS = 1 << 23
+BLOCK_CHARS = 1 << 23  # characters of text per StringIO
 
 
 def _lines(text: str) -> Iterator[str]:
@@ -74,6 +72,7 @@ class _Columns:
             column = pa.chunked_array([c[i] for c in self.chunks], type=pa.string())
             data[h] = pd.Series(pd.array(column, dtype=STR), copy=False)
         return pd.DataFrame(data)
+
 
 # UTF-16 is trusted only with a BOM: detectors "find" it in short single-byte files.
 _ACCEPTED_DETECTED = {"cp1252", "latin_1", "iso8859_15", "mac_roman", "iso8859_1", "windows_1252"}

@@ -143,8 +143,8 @@ class _Recorder:
         if changed.any():
             rules = self.rules.setdefault(field_name, np.full(len(old), "", dtype=object))
             rules[changed] = np.where(rules[changed] == "", rule, rules[changed] + "+" + rule)
-            # object dtype as loaded: letting pandas infer Arrow strings here would convert the
-            # column on every step that changes it, and back on the next step that reads it
+            # objects, as the part's working columns are: letting pandas infer Arrow strings here
+            # would convert the column on every step that changes it, and back on the next read
             self.frame[field_name] = pd.Series(new_arr, index=self.frame.index, dtype=object)
 
     def flag(self, field_name: str, reasons: Any, severity: str = "warning") -> None:
@@ -552,7 +552,6 @@ def _normalize_part(frame: pd.DataFrame, pack: Pack, ctx: NormalizeContext) -> S
         codes, chains = pd.factorize(change_df["reason"], use_na_sentinel=False)
         last = np.array(["normalize." + str(c).rpartition("+")[2] for c in chains], dtype=object)
         change_df["rule_id"] = last[codes]
-        change_df["reason"] = np.asarray(chains, dtype=object)[codes]  # one string object per chain
     findings = (pd.concat(rec.findings, ignore_index=True) if rec.findings
                 else concat([], FINDING_COLUMNS).assign(_call=pd.Series([], dtype=np.int64)))
     # a million rows' changes would outweigh the frame as Python strings: the per-row values go

@@ -80,6 +80,7 @@ def normalize_email(value: str, typo_domains: dict[str, str], role_locals: froze
 # check without FAST_EMAIL's look-arounds; the lengths are checked beside it.
 PLAIN_EMAIL = (r"[A-Za-z0-9](?:[A-Za-z0-9_+\-]|\.[A-Za-z0-9_+\-])*@"
                r"(?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}")
+_SPECIAL_END = r"\.(?:" + "|".join(_SPECIAL_TLDS) + ")$"
 
 
 def plain_emails(values: np.ndarray, typo_domains: dict[str, str], role_locals: frozenset[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -96,11 +97,10 @@ def plain_emails(values: np.ndarray, typo_domains: dict[str, str], role_locals: 
     length = text.str.len().to_numpy(dtype=np.int64, na_value=0)
     ok &= (length >= 6) & (length <= 254) & (text.str.find("@").to_numpy(dtype=np.int64, na_value=0) <= 64)
     ok &= ~lower.str.contains("--", regex=False).to_numpy(dtype=bool, na_value=True)
-    special = "|".join(_SPECIAL_TLDS)
-    ok &= ~lower.str.contains(rf"\.(?:{special})$").to_numpy(dtype=bool, na_value=True)
-    local, _, domain = (lower.str.partition("@")[i].to_numpy(dtype=object) for i in range(3))
-    ok &= ~pd.Series(domain, dtype=STR).isin(sorted(typo_domains)).to_numpy(dtype=bool, na_value=True)
-    ok &= ~pd.Series(local, dtype=STR).isin(sorted(role_locals)).to_numpy(dtype=bool, na_value=True)
+    ok &= ~lower.str.contains(_SPECIAL_END).to_numpy(dtype=bool, na_value=True)
+    parts = lower.str.partition("@")  # local part, "@", domain
+    ok &= ~parts[2].isin(sorted(typo_domains)).to_numpy(dtype=bool, na_value=True)
+    ok &= ~parts[0].isin(sorted(role_locals)).to_numpy(dtype=bool, na_value=True)
     return ok, lower.to_numpy(dtype=object)
 
 
