@@ -8,6 +8,7 @@ quote, so :func:`unescape` restores every original byte (``crmclean unmerge`` re
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import os
@@ -17,6 +18,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from pandas.api.types import infer_dtype
 
 TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
@@ -61,39 +64,70 @@ def _first_char_hits(vals: np.ndarray) -> np.ndarray:
     return np.flatnonzero(np.isin(first.view(np.uint32), _FIRST_CODES))
 
 
-def _not_plain_data(vals: np.ndarray, idx: list[int]) -> list[int]:
-    """The positions in ``idx`` that :func:`escape` may change: plain data (an E.164 phone, a
-    number — most hits in a change log; never quote-led) never is. The test runs in RE2 over the
-    whole list (pyarrow), not in a Python loop."""
-    if len(idx) < 1000:
-        return idx
-    import pyarrow as pa
-    import pyarrow.compute as pc
+def _arrow_text(series: pd.Series) -> pa.Array | None:
+    """The column's own Arrow text, zero-copy, when it is Arrow-backed text without nulls."""
+    if not isinstance(series.dtype, (pd.StringDtype, pd.ArrowDtype)) or not hasattr(series.array, "__arrow_array__"):
+        return None
+    got = pa.array(series.array)
+    if isinstance(got, pa.ChunkedArray):
+        got = got.combine_chunks()
+    if got.null_count or not (pa.types.is_string(got.type) or pa.types.is_large_string(got.type)):
+        return None
+    return got.cast(_LARGE) if pa.types.is_string(got.type) else got
 
-    at = np.asarray(idx, dtype=np.int64)
-    hits = pa.array(vals[at].tolist(), type=pa.large_string())
-    plain = pc.match_substring_regex(hits, _PLAIN_DATA.pattern).to_numpy(zero_copy_only=False)
-    return [int(i) for i in at[~plain.astype(bool)].tolist()]
+
+_LARGE = pa.large_string()
+_FIRST_SET = pa.array(sorted(_FIRST), type=_LARGE)
+
+
+def _screen(series: pd.Series) -> tuple[np.ndarray, list[str]]:
+    """Positions whose first character could make (or hide) a formula, with their values. An
+    Arrow-backed column is screened in Arrow: its text never becomes Python strings."""
+    arrow = _arrow_text(series)
+    if arrow is not None:
+        first = pc.utf8_slice_codeunits(arrow, 0, 1)
+        idx = np.flatnonzero(pc.is_in(first, value_set=_FIRST_SET).to_numpy(zero_copy_only=False))
+        return idx, arrow.take(pa.array(idx, type=pa.int64())).to_pylist()
+    vals = text_column(series)
+    idx = _first_char_hits(vals)
+    return idx, vals[idx].tolist()
+
+
+def _not_plain_data(values: list[str]) -> list[int]:
+    """The positions in ``values`` that :func:`escape` may change: plain data (an E.164 phone, a
+    number — most hits in a change log; never quote-led) never is. The test runs in RE2 over the
+    whole list (pyarrow), not in a Python loop. RE2's ``\\d`` is ASCII only, so it never calls a
+    value plain that Python's pattern would not: it only narrows what :func:`escape` checks."""
+    if len(values) < 1000:
+        return list(range(len(values)))
+    plain = pc.match_substring_regex(pa.array(values, type=_LARGE), _PLAIN_DATA.pattern).to_numpy(zero_copy_only=False)
+    return np.flatnonzero(~plain.astype(bool)).tolist()
 
 
 def escape_frame(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[tuple[int, str]]]:
-    """Escape every cell; return the new frame and (row position, column) of each escaped cell."""
-    out = frame.copy()
+    """Escape every cell; return the new frame and (row position, column) of each escaped cell.
+    The input frame is not changed; columns without an escaped cell are shared with it."""
+    out = frame.copy(deep=False)
     hits: list[tuple[int, str]] = []
     for pos, col in enumerate(out.columns):
-        vals = text_column(out.iloc[:, pos])
-        idx = _first_char_hits(vals).tolist()
-        if not idx:
-            continue
-        vals = vals.copy()
-        changed = []
-        for i in _not_plain_data(vals, idx):
-            new = escape(vals[i])
-            if new != vals[i]:
-                vals[i] = new
-                changed.append(i)
+        idx, values = _screen(out.iloc[:, pos])
+        changed: list[int] = []
+        new_values: list[str] = []
+        for j in _not_plain_data(values):
+            new = escape(values[j])
+            if new != values[j]:
+                changed.append(int(idx[j]))
+                new_values.append(new)
         if changed:
-            out.isetitem(pos, vals)
+            column = out.iloc[:, pos]
+            if _arrow_text(column) is not None:
+                column = column.copy()
+                column.iloc[changed] = new_values
+                out.isetitem(pos, column.array)
+            else:
+                vals = text_column(column).copy()
+                vals[changed] = new_values
+                out.isetitem(pos, vals)
             hits.extend((i, col) for i in changed)
     return out, hits
 
@@ -102,8 +136,8 @@ def formula_cells(frame: pd.DataFrame) -> list[tuple[int, str]]:
     """Cells a spreadsheet would execute (for findings when a target keeps values exact)."""
     hits: list[tuple[int, str]] = []
     for pos, col in enumerate(frame.columns):
-        vals = text_column(frame.iloc[:, pos])
-        hits.extend((i, col) for i in _first_char_hits(vals).tolist() if is_formula_like(vals[i]))
+        idx, values = _screen(frame.iloc[:, pos])
+        hits.extend((int(i), col) for i, v in zip(idx.tolist(), values, strict=True) if is_formula_like(v))
     return hits
 
 
@@ -128,8 +162,48 @@ def text_column(series: pd.Series) -> np.ndarray:
 
 
 def frame_csv_bytes(frame: pd.DataFrame, *, encoding: str = "utf-8", line_ending: str = "\n") -> bytes:
-    cols = [text_column(frame.iloc[:, i]) for i in range(frame.shape[1])]
-    return _csv(list(frame.columns), lambda: zip(*cols, strict=True) if cols else iter(()), len(frame), encoding, line_ending)
+    """The frame as CSV, byte for byte what Python's ``csv`` module writes (QUOTE_MINIMAL, with
+    the bare-CR rule of :func:`_csv`). Records are assembled in Arrow, column by column, with no
+    Python object per cell; a frame Arrow cannot hold (a lone surrogate) takes the csv module."""
+    if frame.shape[1] and line_ending in ("\n", "\r\n"):
+        try:
+            cols = [_arrow_text(frame.iloc[:, i]) for i in range(frame.shape[1])]
+            cols = [c if c is not None else pa.array(text_column(frame.iloc[:, i]), type=_LARGE) for i, c in enumerate(cols)]
+        except (pa.ArrowException, UnicodeError):
+            cols = []
+        if cols:
+            return _arrow_csv([str(c) for c in frame.columns], cols, encoding, line_ending)
+    columns = [text_column(frame.iloc[:, i]) for i in range(frame.shape[1])]
+    return _csv(list(frame.columns), lambda: zip(*columns, strict=True) if columns else iter(()), len(frame), encoding, line_ending)
+
+
+def _arrow_csv(header: list[str], cols: list[pa.Array], encoding: str, line_ending: str) -> bytes:
+    # the characters that make Python's csv quote a field: the delimiter, the quote, and those of
+    # the terminator it writes with — with LF records and a CR anywhere, that is _SENTINEL's four
+    has_cr = any("\r" in h for h in header) or any(pc.any(pc.match_substring(c, "\r")).as_py() for c in cols)
+    special = "[,\"\r\n\x00\x01]" if has_cr and line_ending == "\n" else "[,\"\r\n]"
+    lone = len(cols) == 1  # a record of one empty field is written as "" (else it would be a blank line)
+    quote, empty = pa.scalar('"', _LARGE), pa.scalar("", _LARGE)
+    cells = []
+    for col in cols:
+        need = pc.match_substring_regex(col, special)
+        if lone:
+            need = pc.or_(need, pc.equal(col, empty))
+        if need.true_count:
+            col = pc.if_else(need, pc.binary_join_element_wise(quote, pc.replace_substring(col, '"', '""'), quote, empty), col)
+        cells.append(col)
+    eol = pa.scalar(line_ending, _LARGE)
+    lines = pc.binary_join_element_wise(*cells, eol, empty) if lone else pc.binary_join_element_wise(
+        pc.binary_join_element_wise(*cells, pa.scalar(",", _LARGE)), eol, empty)
+    pattern = re.compile(special)
+    head = ",".join(f'"{h.replace(chr(34), chr(34) * 2)}"' if pattern.search(h) or (lone and not h) else h for h in header) + line_ending
+    offsets = np.frombuffer(lines.buffers()[1], dtype=np.int64)[lines.offset: lines.offset + len(lines) + 1]
+    body = lines.buffers()[2]
+    data = head.encode("utf-8") + (body[int(offsets[0]): int(offsets[-1])].to_pybytes() if len(lines) else b"")
+    name = codecs.lookup(encoding).name
+    if name == "utf-8":
+        return data
+    return data.decode("utf-8").encode(encoding)
 
 
 def _csv(header: Sequence[str], rows: Callable[[], Iterable[Sequence[Any]]], count: int, encoding: str, line_ending: str) -> bytes:
