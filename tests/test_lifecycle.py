@@ -59,6 +59,16 @@ def test_signal_table_screen_equals_the_full_search(note):
     assert signal_table([note, note.upper(), ""], SIGNALS) == [find_signals(note, SIGNALS), find_signals(note.upper(), SIGNALS), ()]
 
 
+def test_signal_table_searches_the_same_prefix_and_takes_any_text():
+    """The Arrow screen sees the first MAX_NOTE_CHARS characters, as the per-note search does
+    (a multi-byte character counts once)."""
+    from crmclean.lifecycle import MAX_NOTE_CHARS
+
+    pad = "é" * (MAX_NOTE_CHARS - len("deceased"))
+    notes = [pad + "deceased", pad + "x deceased", "DECEASED 2023", "ok", ""]
+    assert signal_table(notes, SIGNALS) == [find_signals(t, SIGNALS) for t in notes] == [("deceased",), (), ("deceased",), (), ()]
+
+
 @pytest.mark.parametrize(
     "note",
     [

@@ -12,6 +12,7 @@ deactivates or deletes: the record goes to review with a reason.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,16 +96,31 @@ def _signal_hit(text: str, phrases: list[Any], excludes: list[Any]) -> bool:
     return False
 
 
-def signal_table(texts: list[str], compiled: dict[str, tuple[list[Any], list[Any]]]) -> list[tuple[str, ...]]:
+def signal_table(texts: Sequence[str], compiled: dict[str, tuple[list[Any], list[Any]]]) -> list[tuple[str, ...]]:
     """``find_signals`` for many texts: per signal, one linear-time search with all its phrases in one
-    alternation settles most texts; only a text it matches is examined phrase by phrase against the excludes."""
+    alternation settles most texts — run over all texts at once in Arrow's RE2 — and only a text it
+    matches is examined phrase by phrase against the excludes."""
     screens = [(name, compile_safe("|".join(f"(?:{p.pattern})" for p in phrases)), phrases, excludes)
                for name, (phrases, excludes) in compiled.items() if phrases]
-    out: list[tuple[str, ...]] = []
-    for text in texts:
-        text = text[:MAX_NOTE_CHARS]
-        out.append(tuple(name for name, screen, phrases, excludes in screens if text and screen.search(text) and _signal_hit(text, phrases, excludes)))
+    hits = _screen_all(texts, [screen.pattern for _, screen, _, _ in screens])
+    out: list[tuple[str, ...]] = [()] * len(texts)
+    for i in np.flatnonzero(hits.any(axis=1)).tolist():
+        text = texts[i][:MAX_NOTE_CHARS]
+        out[i] = tuple(name for k, (name, _screen, phrases, excludes) in enumerate(screens) if hits[i, k] and _signal_hit(text, phrases, excludes))
     return out
+
+
+def _screen_all(texts: Sequence[str], patterns: list[str]) -> np.ndarray:
+    """(text, pattern) → the pattern matches in the text's first MAX_NOTE_CHARS characters,
+    case-insensitively (as :func:`compile_safe`)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    arr = pc.utf8_slice_codeunits(pa.array(texts, type=pa.large_string()), 0, MAX_NOTE_CHARS)
+    hits = np.zeros((len(texts), len(patterns)), dtype=bool)
+    for k, pattern in enumerate(patterns):
+        hits[:, k] = pc.match_substring_regex(arr, pattern, ignore_case=True).to_numpy(zero_copy_only=False)
+    return hits
 
 
 # --- suppression lists ----------------------------------------------------------------------
@@ -239,7 +255,7 @@ def lifecycle(frame: pd.DataFrame, pack: Pack, ctx: LifecycleContext) -> Lifecyc
     n = len(f)
     compiled = compile_signals(pack)
     codes, uniques = pd.factorize(f["notes"].astype(str), use_na_sentinel=False)
-    found = signal_table(list(uniques), compiled)
+    found = signal_table(np.asarray(uniques, dtype=object).tolist(), compiled)
     signals = pd.Series([found[c] for c in codes], index=f.index, dtype=object) if n else pd.Series([], dtype=object)
     kinds = _suppress_kinds(pack)
     unknown_kinds = {s.kind for s in ctx.suppressions} - kinds
