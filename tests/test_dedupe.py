@@ -451,3 +451,26 @@ def test_golden_records_equal_the_groupby_reference(members, picked):
     want, want_changes = _golden_reference(ranked, rules)
     pd.testing.assert_frame_equal(got.astype(str), want.astype(str))
     assert got_changes.astype(str).values.tolist() == want_changes.astype(str).values.tolist()
+
+
+_STREETISH = st.lists(st.one_of(st.sampled_from(["12", "12B", "٣4", "1-3", "O'Neil", "St.", "Main", "  ", " ", "-", "Ünter", "ß", "ﬁ", "\t", "x\ny", "N.W.", "#4", "½"]),
+                                st.text(max_size=6)), max_size=5).map(" ".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_STREETISH, max_size=8))
+def test_vectorised_folds_equal_the_per_value_folds(values):
+    """Names, cities and streets are folded in Arrow when ASCII (the rest per value); street keys
+    likewise. Both must equal the per-value functions exactly, whatever the text."""
+    from crmclean.dedupe.features import _fold, _fold_many, _street_key, _street_keys
+
+    arr = np.array(values, dtype=object) if values else np.zeros(0, dtype=object)
+    folded = _fold_many(arr)
+    assert folded.tolist() == [_fold(v) for v in values]
+    assert _street_keys(arr, folded).tolist() == [_street_key(v) for v in values]
+
+
+def test_email_local_part_is_the_text_before_the_first_at_or_plus() -> None:
+    frame = canonical([{"first_name": "A", "last_name": "B", "email": e} for e in ["J.Doe+news@x.com", "a+b+c@y.org", "plain@z.com", "no-at-sign", ""]])
+    f = build_features(frame)
+    assert f["email_local"].tolist() == ["jdoe", "a", "plain", "", ""]

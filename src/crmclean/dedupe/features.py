@@ -9,6 +9,8 @@ from typing import Any
 import jellyfish
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from anyascii import anyascii
 
 from crmclean.dedupe.arrays import sorted_unique
@@ -24,10 +26,67 @@ def _fold(value: str) -> str:
     return " ".join(_LETTERS.sub("", anyascii(unicodedata.normalize("NFKC", value)).casefold().replace("-", " ")).split())
 
 
-def _umap(series: pd.Series, fn: Any) -> np.ndarray:
+def _factorize(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(codes, uniques as an object array): Arrow text is dictionary-encoded in Arrow (pandas'
+    factorize of Arrow strings is about twice as slow as of Python objects)."""
+    arr = series.array
+    if isinstance(series.dtype, pd.StringDtype) and hasattr(arr, "__arrow_array__"):
+        got = pa.array(arr)
+        if got.null_count == 0:
+            enc = pc.dictionary_encode(got.combine_chunks() if isinstance(got, pa.ChunkedArray) else got)
+            return enc.indices.to_numpy(zero_copy_only=False), np.asarray(enc.dictionary.to_numpy(zero_copy_only=False), dtype=object)
     codes, uniques = pd.factorize(series, use_na_sentinel=False)
-    results: np.ndarray = np.array([fn(u) for u in np.asarray(uniques, dtype=object)], dtype=object)  # not Arrow's slow __iter__
+    return codes, np.asarray(uniques, dtype=object)  # not Arrow's slow __iter__
+
+
+def _umap(series: pd.Series, fn: Any) -> np.ndarray:
+    codes, uniques = _factorize(series)
+    results: np.ndarray = np.array([fn(u) for u in uniques], dtype=object)
     return results[codes] if len(codes) else np.empty(0, dtype=object)
+
+
+def _fold_many(values: np.ndarray) -> np.ndarray:
+    """:func:`_fold` of each value. ASCII text — nearly all of it — is folded in Arrow: NFKC and
+    anyascii leave ASCII alone and its casefold is its lower case, so the steps are the same."""
+    out = np.empty(len(values), dtype=object)
+    if not len(values):
+        return out
+    arr = pa.array(values, type=pa.large_string())
+    ascii_ = pc.string_is_ascii(arr).to_numpy(zero_copy_only=False)
+    at = np.flatnonzero(ascii_)
+    folded = pc.ascii_lower(arr.take(pa.array(at)))
+    folded = pc.replace_substring_regex(pc.replace_substring(folded, "-", " "), "[^a-z ]+", "")
+    folded = pc.ascii_trim(pc.replace_substring_regex(folded, " +", " "), " ")
+    out[at] = folded.to_numpy(zero_copy_only=False)
+    rest = np.flatnonzero(~ascii_)
+    out[rest] = [_fold(v) for v in values[rest]]
+    return out
+
+
+def _street_keys(values: np.ndarray, folded: np.ndarray) -> np.ndarray:
+    """:func:`_street_key` of each value, given its fold: the house number's digits and the first
+    two folded words. Vectorised for ASCII house numbers (Python's ``\\D`` knows other digits)."""
+    out = np.empty(len(values), dtype=object)
+    if not len(values):
+        return out
+    arr = pa.array(values, type=pa.large_string())
+    number = pc.extract_regex(arr, "^(?P<n>[^ ]*)").field("n")
+    ascii_ = pc.string_is_ascii(number).to_numpy(zero_copy_only=False)
+    at = np.flatnonzero(ascii_)
+    digits = pc.replace_substring_regex(number.take(pa.array(at)), "[^0-9]+", "")
+    words = pc.extract_regex(pa.array(folded[at], type=pa.large_string()), "^(?P<w>[^ ]*(?: [^ ]+)?)").field("w")
+    space, empty = pa.scalar(" ", pa.large_string()), pa.scalar("", pa.large_string())
+    key = pc.if_else(pc.and_(pc.not_equal(digits, empty), pc.not_equal(words, empty)), pc.binary_join_element_wise(digits, words, space), empty)
+    out[at] = key.to_numpy(zero_copy_only=False)
+    rest = np.flatnonzero(~ascii_)
+    out[rest] = [_street_key(v) for v in values[rest]]
+    return out
+
+
+def _folded(series: pd.Series) -> np.ndarray:
+    codes, uniques = _factorize(series)
+    folded: np.ndarray = _fold_many(uniques)[codes]
+    return folded
 
 
 def _phone_key(value: str) -> str:
@@ -52,8 +111,8 @@ def build_features(frame: pd.DataFrame, role_locals: frozenset[str] = frozenset(
     ``shared`` (from an earlier pass) replaces the shared-line detection, so a few rebuilt rows
     can be spliced into features computed for the whole export.
     """
-    fn = _umap(frame["first_name"], _fold)
-    ln = _umap(frame["last_name"], _fold)
+    fn = _folded(frame["first_name"])
+    ln = _folded(frame["last_name"])
     f = pd.DataFrame(index=frame.index)
     f["fn"] = fn
     f["ln"] = ln
@@ -65,17 +124,21 @@ def build_features(frame: pd.DataFrame, role_locals: frozenset[str] = frozenset(
     email = frame["email"].astype(str)
     valid = email.str.contains("@", regex=False) & ~email.str.contains(" ", regex=False)
     f["email"] = email.where(valid, "").str.casefold()
-    local = f["email"].str.split("@").str[0].fillna("")
-    f["email_local"] = local.str.split("+").str[0].str.replace(".", "", regex=False)
+    # the local part before any "+tag", without dots: the text before the first "@" or "+"
+    emails = pa.array(f["email"].fillna("").to_numpy(dtype=object), type=pa.large_string())
+    local = pc.extract_regex(emails, "^(?P<l>[^@+]*)").field("l")
+    f["email_local"] = pc.replace_substring(local, ".", "").to_numpy(zero_copy_only=False)
     f["email_role"] = member(f["email_local"], role_locals) & (f["email"] != "").to_numpy()
     f["phone"] = _umap(frame["phone"], _phone_key)
     f["mobile"] = _umap(frame["mobile"], _phone_key)
     f["zip5"] = frame["postal_code"].astype(str).str[:5].where(frame["postal_code"].astype(str).str.match(r"^\d{5}"), "")
-    f["city"] = _umap(frame["city"], _fold)
-    f["street"] = _umap(frame["street_1"], _fold)
-    f["street_key"] = _umap(frame["street_1"], _street_key)
-    f["company"] = frame["_company_key"].astype(str) if "_company_key" in frame else _umap(frame["company_name"], _fold)
-    f["title"] = _umap(frame["job_title"], _fold)
+    f["city"] = _folded(frame["city"])
+    codes, streets = _factorize(frame["street_1"])
+    street_folds = _fold_many(streets)
+    f["street"] = street_folds[codes]
+    f["street_key"] = _street_keys(streets, street_folds)[codes]
+    f["company"] = frame["_company_key"].astype(str) if "_company_key" in frame else _folded(frame["company_name"])
+    f["title"] = _folded(frame["job_title"])
     f["object"] = frame["_object"].astype(str)
     f["full_sorted"] = np.where((f["fn"] != "") & (f["ln"] != ""),
                                 _umap(pd.Series(f["fn_first"] + " " + f["ln"]), lambda s: " ".join(sorted(s.split()))), "")
@@ -109,15 +172,17 @@ def shared_values(f: pd.DataFrame, min_people: int = 3) -> dict[str, frozenset[s
         sizes = sub["v"].value_counts()
         crowded = sub[member(sub["v"], set(sizes[sizes >= min_people].index))].sort_values(["v", "fn", "ln"], kind="mergesort")
         shared = set()
-        if len(crowded):
-            grouped = crowded.groupby("v", sort=True).agg(list)
-            for value, fns, lns, ks in zip(grouped.index, grouped["fn"], grouped["ln"], grouped["k"], strict=True):
+        if len(crowded):  # runs of one value (sorted): each run's names, in order
+            v = crowded["v"].to_numpy(dtype=object)
+            starts = np.flatnonzero(np.concatenate([[True], v[1:] != v[:-1]])).tolist() + [len(v)]
+            fns, lns, ks = crowded["fn"].tolist(), crowded["ln"].tolist(), crowded["k"].tolist()
+            for a, b in zip(starts[:-1], starts[1:], strict=True):
                 people: list[tuple[str, str, bool]] = []
-                for fn, ln, known in zip(fns, lns, ks, strict=True):
+                for fn, ln, known in zip(fns[a:b], lns[a:b], ks[a:b], strict=True):
                     if all(names_conflict(fn, ln, bool(known), p[0], p[1], p[2]) for p in people):
                         people.append((fn, ln, bool(known)))
                         if len(people) >= min_people:
-                            shared.add(value)
+                            shared.add(v[a])
                             break
         out[col] = frozenset(shared)
     return out
