@@ -187,3 +187,22 @@ def test_hash_of_every_input_is_recorded_and_inputs_are_untouched():
     before = hashlib.sha256(path.read_bytes()).hexdigest()
     result = _run([path.name])
     assert result.summary["inputs"][0]["sha256"] == before == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_row_hashes_are_sha256_of_the_cells_joined_by_unit_separators() -> None:
+    """The ledger's row_sha256: Arrow-joined and hashed from its buffer, it must equal the plain
+    definition for Arrow and object columns alike."""
+    import numpy as np
+
+    from crmclean.io.table import RawTable
+    from crmclean.model import STR
+    from crmclean.pipeline import _row_hashes
+
+    rows = [["a", "", "é,\n\"x\""], ["", "", ""], ["1", "\x1f", "z"]]
+    for dtype in (STR, object):
+        for headers in (["h1", "h2", "h3"], ["h1"]):
+            frame = pd.DataFrame([r[: len(headers)] for r in rows], columns=headers, dtype=dtype)
+            table = RawTable("p", "p", "", headers, frame, np.arange(3))
+            want = [hashlib.sha256("\x1f".join(r[: len(headers)]).encode("utf-8")).hexdigest() for r in rows]
+            assert _row_hashes(table) == want
+    assert _row_hashes(RawTable("p", "p", "", [], pd.DataFrame(index=range(2)), np.arange(2))) == []

@@ -165,8 +165,19 @@ class RunResult:
 
 
 def _row_hashes(table: RawTable) -> list[str]:
-    cols = [table.frame[h].astype(str).to_numpy(dtype=object) for h in table.headers]
-    return [hashlib.sha256("\x1f".join(row).encode("utf-8", "surrogatepass")).hexdigest() for row in zip(*cols, strict=True)] if cols else []
+    """sha256 of each row's cells joined by U+001F, in UTF-8 (a table is text, as read). Rows are
+    joined in Arrow and hashed straight from its buffer: no Python string per cell or row."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from crmclean.export.safe import arrow_column, string_slices
+
+    if not table.headers:
+        return []
+    frame = table.frame
+    joined = pc.binary_join_element_wise(*[arrow_column(frame[h]) for h in table.headers], pa.scalar("\x1f", pa.large_string()))
+    data, offsets = string_slices(joined)
+    return [hashlib.sha256(data[a:b]).hexdigest() for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
 
 
 def originals(loaded: Loaded, rows: np.ndarray) -> pd.DataFrame:

@@ -77,6 +77,23 @@ def _arrow_text(series: pd.Series) -> pa.Array | None:
 
 
 _LARGE = pa.large_string()
+
+
+def arrow_column(series: pd.Series) -> pa.Array:
+    """The column's text (as :func:`text_column` gives it) in one Arrow array: its own when it is
+    Arrow text already. Raises ``pa.ArrowException``/``UnicodeError`` for a lone surrogate."""
+    own = _arrow_text(series)
+    return own if own is not None else pa.array(text_column(series), type=_LARGE)
+
+
+def string_slices(arr: pa.Array) -> tuple[memoryview, list[int]]:
+    """An Arrow (large) string array's UTF-8 bytes and its value offsets: value ``i`` is
+    ``data[offsets[i]:offsets[i + 1]]`` — each value's bytes without a Python string per value."""
+    if pa.types.is_string(arr.type):
+        arr = arr.cast(_LARGE)
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset: arr.offset + len(arr) + 1]
+    data = arr.buffers()[2]
+    return memoryview(data if data is not None else b""), offsets.tolist()
 _FIRST_SET = pa.array(sorted(_FIRST), type=_LARGE)
 
 
@@ -164,11 +181,11 @@ def text_column(series: pd.Series) -> np.ndarray:
 def frame_csv_bytes(frame: pd.DataFrame, *, encoding: str = "utf-8", line_ending: str = "\n") -> bytes:
     """The frame as CSV, byte for byte what Python's ``csv`` module writes (QUOTE_MINIMAL, with
     the bare-CR rule of :func:`_csv`). Records are assembled in Arrow, column by column, with no
-    Python object per cell; a frame Arrow cannot hold (a lone surrogate) takes the csv module."""
+    Python object per cell. A frame with a missing (non-text) cell takes the csv module, which
+    writes what it always has for one."""
     if frame.shape[1] and line_ending in ("\n", "\r\n"):
         try:
-            cols = [_arrow_text(frame.iloc[:, i]) for i in range(frame.shape[1])]
-            cols = [c if c is not None else pa.array(text_column(frame.iloc[:, i]), type=_LARGE) for i, c in enumerate(cols)]
+            cols = [arrow_column(frame.iloc[:, i]) for i in range(frame.shape[1])]
         except (pa.ArrowException, UnicodeError):
             cols = []
         if cols:
@@ -197,9 +214,8 @@ def _arrow_csv(header: list[str], cols: list[pa.Array], encoding: str, line_endi
         pc.binary_join_element_wise(*cells, pa.scalar(",", _LARGE)), eol, empty)
     pattern = re.compile(special)
     head = ",".join(f'"{h.replace(chr(34), chr(34) * 2)}"' if pattern.search(h) or (lone and not h) else h for h in header) + line_ending
-    offsets = np.frombuffer(lines.buffers()[1], dtype=np.int64)[lines.offset: lines.offset + len(lines) + 1]
-    body = lines.buffers()[2]
-    data = head.encode("utf-8") + (body[int(offsets[0]): int(offsets[-1])].to_pybytes() if len(lines) else b"")
+    body, offsets = string_slices(lines)
+    data = head.encode("utf-8") + (bytes(body[offsets[0]: offsets[-1]]) if len(lines) else b"")
     name = codecs.lookup(encoding).name
     if name == "utf-8":
         return data
