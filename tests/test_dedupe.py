@@ -93,9 +93,13 @@ def test_chaining_guard_splits_a_cluster_that_does_not_hold_together():
 
 def test_components_match_networkx_on_random_graphs():
     rng = random.Random(5)
-    for _ in range(200):
-        n = rng.randint(1, 60)
+    for trial in range(260):
+        n = rng.randint(1, 60) if trial < 200 else rng.randint(100, 3000)
         edges = [(rng.randrange(n), rng.randrange(n)) for _ in range(rng.randint(0, n))]
+        if trial % 3 == 0:  # long chains in shuffled order: many rounds of label propagation
+            path = list(range(n))
+            rng.shuffle(path)
+            edges += list(zip(path[: n // 2], path[1: n // 2 + 1], strict=True))
         left = np.array([min(e) for e in edges], dtype=np.int64)
         right = np.array([max(e) for e in edges], dtype=np.int64)
         labels = components(n, left, right)
@@ -105,6 +109,7 @@ def test_components_match_networkx_on_random_graphs():
         ours = sorted(sorted(np.flatnonzero(labels == lab).tolist()) for lab in set(labels.tolist()))
         ref = sorted(sorted(c) for c in nx.connected_components(g))
         assert ours == ref
+        assert all(labels[m].tolist() == [min(c)] * len(c) for c in ref for m in [np.array(c)])  # the smallest member labels it
 
 
 def test_cluster_ids_are_stable_and_do_not_depend_on_row_order():
