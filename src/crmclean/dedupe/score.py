@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from crmclean.dedupe.arrays import sorted_unique
 from crmclean.dedupe.compare import LEVELS, Comparison, compare
 
 PRIOR_M: dict[str, dict[int, float]] = {
@@ -60,7 +61,11 @@ def estimate_u(f: pd.DataFrame) -> dict[str, dict[int, float]]:
     if n < 2:
         return {c: dict(p) for c, p in PRIOR_U.items()}
     left, right = _sample_pairs(n, min(U_SAMPLE, 50 * n))
-    cmp = compare(f, left, right, crossed=False)  # random pairs: swapped names are vanishingly rare
+    # compared on just the sampled records (a level depends on the pair's values alone), so the
+    # vocabularies are built over those, not over a million records
+    rows = sorted_unique(np.concatenate([left, right]))
+    cmp = compare(f.iloc[rows].reset_index(drop=True), np.searchsorted(rows, left), np.searchsorted(rows, right),
+                  crossed=False)  # random pairs: swapped names are vanishingly rare
     for c in LEVELS:
         lv = cmp.levels[c]
         lv = lv[lv >= 0]
