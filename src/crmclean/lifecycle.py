@@ -251,7 +251,7 @@ def _suppress_kinds(pack: Pack) -> set[str]:
 
 
 def lifecycle(frame: pd.DataFrame, pack: Pack, ctx: LifecycleContext) -> LifecycleResult:
-    f = frame.copy()
+    f = frame.copy(deep=False)  # copy-on-write: columns set below never reach the caller's frame
     n = len(f)
     compiled = compile_signals(pack)
     codes, uniques = pd.factorize(f["notes"].astype(str), use_na_sentinel=False)

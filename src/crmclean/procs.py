@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
+from typing import Any
 
 PR_SET_PDEATHSIG = 1
 
@@ -73,3 +74,36 @@ def lean_arrow_memory() -> None:
     import pyarrow as pa
 
     pa.set_memory_pool(pa.system_memory_pool())
+
+
+def _libc_trim() -> Any:
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+        return libc.malloc_trim if libc is not None and hasattr(libc, "malloc_trim") else None  # glibc only
+    except OSError:
+        return None
+
+
+_TRIM: list[Any] = []
+
+
+def release_memory() -> None:
+    """Hand memory a stage has freed back to the operating system.
+
+    glibc keeps freed heap pages for reuse: after deduplicating 1M contacts the process held
+    ~2.7 GB it had already freed (6,083 MB resident, 3,337 MB after ``malloc_trim``), which the
+    next stage then counts on top of its own. Arrow's pool is asked to do the same. A no-op where
+    the C library has no ``malloc_trim`` (macOS, musl).
+    """
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()
+    if not _TRIM:
+        _TRIM.append(_libc_trim())
+    if _TRIM[0] is not None:
+        _TRIM[0](0)
+

@@ -8,7 +8,7 @@ automatically; everything uncertain goes to review.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +39,7 @@ from crmclean.dedupe.survive import golden_records, rank_members
 from crmclean.engine import LOCAL, Engine
 from crmclean.errors import InputError, UsageError
 from crmclean.model import CHANGE_COLUMNS, RECORD_ID, changes_frame, concat, member
+from crmclean.procs import release_memory
 from crmclean.rules.packs import Pack
 
 MERGE_MAP_COLUMNS = ("loser_id", "survivor_id", "cluster_id", "score", "match_weight", "evidence")
@@ -149,7 +150,7 @@ def dedupe(frame: pd.DataFrame, original: pd.DataFrame, pack: Pack, decisions: p
             break
         result = _compose(frame, original, result, again)
         touched = frozenset(again.merge_map["survivor_id"])
-    return result
+    return replace(result, features=None)  # the features served the passes; a caller holding the result need not hold them
 
 
 def _compose(frame: pd.DataFrame, original: pd.DataFrame, first: DedupeResult, second: DedupeResult) -> DedupeResult:
@@ -173,7 +174,7 @@ def _compose(frame: pd.DataFrame, original: pd.DataFrame, first: DedupeResult, s
     merge_map = merge_map.sort_values(["survivor_id", "loser_id"], kind="mergesort").reset_index(drop=True)
     orig_ids = original[RECORD_ID].astype(str)
     survivor_of = dict(zip(merge_map["loser_id"], merge_map["survivor_id"], strict=True))
-    losers = original[member(orig_ids, survivor_of)].copy()
+    losers = original[member(orig_ids, survivor_of)]
     losers["survivor_id"] = np.array([survivor_of[r] for r in losers[RECORD_ID].astype(str).tolist()], dtype=object)
     return DedupeResult(frame=second.frame, clusters=pd.DataFrame({"record_id": ids, "cluster_id": cids}), merge_map=merge_map,
                         losers=losers, review=second.review, changes=concat([first.changes, second.changes], CHANGE_COLUMNS),
@@ -219,8 +220,10 @@ def _dedupe_once(frame: pd.DataFrame, original: pd.DataFrame, pack: Pack, decisi
     hot = pd.Series(ids, dtype=object).isin(focus).to_numpy() if focus is not None else None
     if block_limit:  # a later pass keeps the limit the first pass settled on
         max_block = block_limit
+    release_memory()  # the features' transient strings
     blocks = engine.candidate_pairs(feats, rules, max_block, budget if focus is None else None, hot)
     left, right = blocks.left, blocks.right
+    release_memory()  # the per-rule key and pair arrays
     # only records of one object type are compared (a lead and a contact are not merged here)
     obj = feats["object"].to_numpy(dtype=object)
     keep_pair = obj[left] == obj[right]
@@ -237,6 +240,7 @@ def _dedupe_once(frame: pd.DataFrame, original: pd.DataFrame, pack: Pack, decisi
         u = estimate_u(feats)
         m, lam = estimate_m(cmp, u)
         model = Model(m=m, u=u, prior_match=min(max(lam, 1e-6), 0.5))
+    release_memory()  # the comparison's chunks
     prob, weight = match_probability(feats, left, right, cmp, model)
     ok, why = guard(cmp)
     is_account = obj[left] == "account"
@@ -324,7 +328,7 @@ def _dedupe_once(frame: pd.DataFrame, original: pd.DataFrame, pack: Pack, decisi
                           list(pack.get("dedupe", "survivorship", "survivor", default=["most_recent_activity", "most_complete", "oldest_created"])),
                           list(pack.get("dedupe", "survivorship", "source_priority", default=[])))
     golden, prov = golden_records(ranked, dict(pack.get("dedupe", "survivorship", "fields", default={})))
-    out = frame.reset_index(drop=True).copy()
+    out = frame.reset_index(drop=True)  # copy-on-write: the columns golden values land in are copied, no others
     if len(golden):
         out.loc[golden.index, golden.columns.drop("_label").intersection(out.columns)] = golden[golden.columns.drop("_label").intersection(out.columns)]
     survivor_pos = ranked.groupby("_label", sort=False).head(1)
@@ -352,7 +356,7 @@ def _dedupe_once(frame: pd.DataFrame, original: pd.DataFrame, pack: Pack, decisi
         "evidence": [ev_of_edge.get(edge_prob.get(int(p), (0, 0, -1))[2], "decision=merge") for p in loser_pos],
     }) if len(loser_pos) else pd.DataFrame({c: pd.Series([], dtype=object) for c in MERGE_MAP_COLUMNS})
     surv_of_loser = dict(zip(ids[loser_pos], ids[loser_surv], strict=True))
-    losers = original[member(original[RECORD_ID].astype(str), surv_of_loser)].copy()
+    losers = original[member(original[RECORD_ID].astype(str), surv_of_loser)]
     losers["survivor_id"] = losers[RECORD_ID].astype(str).map(surv_of_loser)
 
     # account merges: contacts pointing at a merged-away account now point at its survivor

@@ -209,13 +209,15 @@ def _arrow_csv(header: list[str], cols: list[pa.Array], encoding: str, line_endi
         if need.true_count:
             col = pc.if_else(need, pc.binary_join_element_wise(quote, pc.replace_substring(col, '"', '""'), quote, empty), col)
         cells.append(col)
-    eol = pa.scalar(line_ending, _LARGE)
-    lines = pc.binary_join_element_wise(*cells, eol, empty) if lone else pc.binary_join_element_wise(
-        pc.binary_join_element_wise(*cells, pa.scalar(",", _LARGE)), eol, empty)
+    # the terminator rides on the last cell, so the records are joined in one pass
+    cells[-1] = pc.binary_join_element_wise(cells[-1], pa.scalar(line_ending, _LARGE), empty)
+    lines = pc.binary_join_element_wise(*cells, pa.scalar(",", _LARGE))
+    del cells
     pattern = re.compile(special)
     head = ",".join(f'"{h.replace(chr(34), chr(34) * 2)}"' if pattern.search(h) or (lone and not h) else h for h in header) + line_ending
     body, offsets = string_slices(lines)
-    data = head.encode("utf-8") + (bytes(body[offsets[0]: offsets[-1]]) if len(lines) else b"")
+    data = b"".join([head.encode("utf-8"), body[offsets[0]: offsets[-1]] if len(lines) else b""])  # one copy
+    del body, lines
     name = codecs.lookup(encoding).name
     if name == "utf-8":
         return data
