@@ -178,50 +178,58 @@ def text_column(series: pd.Series) -> np.ndarray:
     return series.astype(str).to_numpy(dtype=object)
 
 
+CSV_CHUNK_ROWS = 250_000  # records assembled at a time: a change log of millions never sits in Arrow whole
+
+
 def frame_csv_bytes(frame: pd.DataFrame, *, encoding: str = "utf-8", line_ending: str = "\n") -> bytes:
     """The frame as CSV, byte for byte what Python's ``csv`` module writes (QUOTE_MINIMAL, with
     the bare-CR rule of :func:`_csv`). Records are assembled in Arrow, column by column, with no
-    Python object per cell. A frame with a missing (non-text) cell takes the csv module, which
-    writes what it always has for one."""
+    Python object per cell, ``CSV_CHUNK_ROWS`` at a time. A frame with a missing (non-text) cell
+    takes the csv module, which writes what it always has for one."""
     if frame.shape[1] and line_ending in ("\n", "\r\n"):
+        header = [str(c) for c in frame.columns]
         try:
-            cols = [arrow_column(frame.iloc[:, i]) for i in range(frame.shape[1])]
+            data = _arrow_csv(frame, header, line_ending, any("\r" in h for h in header))
+            if data is None:  # a value holds a CR: Python's csv then quotes by _SENTINEL's characters
+                data = _arrow_csv(frame, header, line_ending, True)
         except (pa.ArrowException, UnicodeError):
-            cols = []
-        if cols:
-            return _arrow_csv([str(c) for c in frame.columns], cols, encoding, line_ending)
+            data = None
+        if data is not None:
+            return data if codecs.lookup(encoding).name == "utf-8" else data.decode("utf-8").encode(encoding)
     columns = [text_column(frame.iloc[:, i]) for i in range(frame.shape[1])]
     return _csv(list(frame.columns), lambda: zip(*columns, strict=True) if columns else iter(()), len(frame), encoding, line_ending)
 
 
-def _arrow_csv(header: list[str], cols: list[pa.Array], encoding: str, line_ending: str) -> bytes:
+def _arrow_csv(frame: pd.DataFrame, header: list[str], line_ending: str, has_cr: bool) -> bytes | None:
+    """UTF-8 CSV of the frame, quoting as Python's csv does when the text holds a CR (``has_cr``)
+    or not; None when told there is none and a value holds one."""
     # the characters that make Python's csv quote a field: the delimiter, the quote, and those of
     # the terminator it writes with — with LF records and a CR anywhere, that is _SENTINEL's four
-    has_cr = any("\r" in h for h in header) or any(pc.any(pc.match_substring(c, "\r")).as_py() for c in cols)
     special = "[,\"\r\n\x00\x01]" if has_cr and line_ending == "\n" else "[,\"\r\n]"
-    lone = len(cols) == 1  # a record of one empty field is written as "" (else it would be a blank line)
-    quote, empty = pa.scalar('"', _LARGE), pa.scalar("", _LARGE)
-    cells = []
-    for col in cols:
-        need = pc.match_substring_regex(col, special)
-        if lone:
-            need = pc.or_(need, pc.equal(col, empty))
-        if need.true_count:
-            col = pc.if_else(need, pc.binary_join_element_wise(quote, pc.replace_substring(col, '"', '""'), quote, empty), col)
-        cells.append(col)
-    # the terminator rides on the last cell, so the records are joined in one pass
-    cells[-1] = pc.binary_join_element_wise(cells[-1], pa.scalar(line_ending, _LARGE), empty)
-    lines = pc.binary_join_element_wise(*cells, pa.scalar(",", _LARGE))
-    del cells
+    lone = len(header) == 1  # a record of one empty field is written as "" (else it would be a blank line)
     pattern = re.compile(special)
     head = ",".join(f'"{h.replace(chr(34), chr(34) * 2)}"' if pattern.search(h) or (lone and not h) else h for h in header) + line_ending
-    body, offsets = string_slices(lines)
-    data = b"".join([head.encode("utf-8"), body[offsets[0]: offsets[-1]] if len(lines) else b""])  # one copy
-    del body, lines
-    name = codecs.lookup(encoding).name
-    if name == "utf-8":
-        return data
-    return data.decode("utf-8").encode(encoding)
+    quote, empty = pa.scalar('"', _LARGE), pa.scalar("", _LARGE)
+    pieces: list[bytes | memoryview] = [head.encode("utf-8")]
+    for start in range(0, len(frame), CSV_CHUNK_ROWS):
+        chunk = frame.iloc[start: start + CSV_CHUNK_ROWS]
+        cells = []
+        for i in range(chunk.shape[1]):
+            col = arrow_column(chunk.iloc[:, i])
+            if not has_cr and pc.any(pc.match_substring(col, "\r")).as_py():
+                return None
+            need = pc.match_substring_regex(col, special)
+            if lone:
+                need = pc.or_(need, pc.equal(col, empty))
+            if need.true_count:
+                col = pc.if_else(need, pc.binary_join_element_wise(quote, pc.replace_substring(col, '"', '""'), quote, empty), col)
+            cells.append(col)
+        # the terminator rides on the last cell, so the records are joined in one pass
+        cells[-1] = pc.binary_join_element_wise(cells[-1], pa.scalar(line_ending, _LARGE), empty)
+        lines = pc.binary_join_element_wise(*cells, pa.scalar(",", _LARGE))
+        body, offsets = string_slices(lines)
+        pieces.append(bytes(body[offsets[0]: offsets[-1]]))  # the chunk's Arrow arrays go when the loop moves on
+    return b"".join(pieces)
 
 
 def _csv(header: Sequence[str], rows: Callable[[], Iterable[Sequence[Any]]], count: int, encoding: str, line_ending: str) -> bytes:
