@@ -170,14 +170,17 @@ def _row_hashes(table: RawTable) -> list[str]:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from crmclean.export.safe import arrow_column, string_slices
+    from crmclean.export.safe import CSV_CHUNK_ROWS, arrow_column, string_slices
 
     if not table.headers:
         return []
-    frame = table.frame
-    joined = pc.binary_join_element_wise(*[arrow_column(frame[h]) for h in table.headers], pa.scalar("\x1f", pa.large_string()))
-    data, offsets = string_slices(joined)
-    return [hashlib.sha256(data[a:b]).hexdigest() for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
+    out: list[str] = []
+    sep = pa.scalar("\x1f", pa.large_string())
+    for start in range(0, len(table.frame), CSV_CHUNK_ROWS):  # the joined rows of one chunk at a time
+        chunk = table.frame.iloc[start: start + CSV_CHUNK_ROWS]
+        data, offsets = string_slices(pc.binary_join_element_wise(*[arrow_column(chunk[h]) for h in table.headers], sep))
+        out.extend(hashlib.sha256(data[a:b]).hexdigest() for a, b in zip(offsets[:-1], offsets[1:], strict=True))
+    return out
 
 
 def originals(loaded: Loaded, rows: np.ndarray) -> pd.DataFrame:
@@ -193,7 +196,8 @@ def originals(loaded: Loaded, rows: np.ndarray) -> pd.DataFrame:
         n = len(inp.table.frame)
         sel = rows[(rows >= offset) & (rows < offset + n)] - offset
         if len(sel):
-            part = inp.table.frame.iloc[sel].reindex(columns=headers).astype(object).fillna("")
+            # text stays in Arrow: a Python string per cell would cost ~1 GB for 500k merged records
+            part = inp.table.frame.iloc[sel].reindex(columns=headers).astype(STR).fillna("")
             part.insert(0, "_row", sel + offset)
             parts.append(part)
         offset += n
