@@ -21,6 +21,7 @@ from crmclean.io.mapping import SourceMapping, map_headers, to_canonical
 from crmclean.model import (
     CANONICAL_FIELDS,
     CHANGE_COLUMNS,
+    EXTRA_PREFIX,
     FINDING_COLUMNS,
     RECORD_ID,
     ROW,
@@ -385,7 +386,13 @@ def _run(opts: RunOptions, engine: Engine, progress: Callable[[str], None] | Non
 
     # --- files ---------------------------------------------------------------------------------
     files: dict[str, bytes] = {}
-    exportable = working[working["_state"].isin(["exported", "deactivated"])].sort_values(ROW, kind="mergesort")
+    # only the columns the import files are made of (not the stages' working columns), in input order
+    wanted = {*CANONICAL_FIELDS, ROW, RECORD_ID, "_object", "_state", "_source_id"}
+    wanted |= {c for t in (*targets.values(), target) for c in (t.data.get("columns") or {})}
+    exportable = working.loc[working["_state"].isin(["exported", "deactivated"]).to_numpy(),
+                             [c for c in working.columns if c in wanted or c.startswith(EXTRA_PREFIX)]]
+    if not exportable[ROW].is_monotonic_increasing:
+        exportable = exportable.sort_values(ROW, kind="mergesort")
     formula_hits: list[tuple[int, str]] = []
     unmapped_owners: list[str] = []
     # one import file per object type: the first input's object is clean.csv, others clean_<object>.csv
@@ -458,9 +465,11 @@ def _run(opts: RunOptions, engine: Engine, progress: Callable[[str], None] | Non
         files["review.csv"] = frame_csv_bytes(dd.review if dd is not None else pd.DataFrame(columns=["left_id", "right_id", "score", "match_weight", "evidence", "guard", "decision"]))
     files["clusters.csv"] = frame_csv_bytes(pd.DataFrame({"record_id": ids, "cluster_id": cluster_ids}))
     all_changes = concat(changes, CHANGE_COLUMNS)
+    changes.clear()  # the stages' parts: all_changes holds every row now
     files["changes.csv"] = safe(all_changes)
     release_memory()
     all_findings = concat(findings, FINDING_COLUMNS)
+    findings.clear()
     files["findings.csv"] = safe(all_findings)
     files["ledger.csv"] = frame_csv_bytes(ledger[list(LEDGER_COLUMNS)])
     merged_from: dict[str, list[str]] = {}

@@ -28,7 +28,7 @@ def rank_members(frame: pd.DataFrame, labels: np.ndarray, strategies: list[str],
     """Members of multi-record clusters, sorted survivor-first within each cluster."""
     counts = np.bincount(labels, minlength=len(frame))
     multi = counts[labels] > 1
-    sub = frame.loc[multi, :].copy()
+    sub = frame.loc[multi, :]
     sub["_label"] = labels[multi]
     keys: list[str] = ["_label"]
     asc: list[bool] = [True]
