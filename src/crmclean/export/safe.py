@@ -81,7 +81,8 @@ _LARGE = pa.large_string()
 
 def arrow_column(series: pd.Series) -> pa.Array:
     """The column's text (as :func:`text_column` gives it) in one Arrow array: its own when it is
-    Arrow text already. Raises ``pa.ArrowException``/``UnicodeError`` for a lone surrogate."""
+    Arrow text already. Raises ``pa.ArrowException`` for a missing (non-text) cell and
+    ``UnicodeError`` for a lone surrogate."""
     own = _arrow_text(series)
     return own if own is not None else pa.array(text_column(series), type=_LARGE)
 
@@ -94,6 +95,8 @@ def string_slices(arr: pa.Array) -> tuple[memoryview, list[int]]:
     offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset: arr.offset + len(arr) + 1]
     data = arr.buffers()[2]
     return memoryview(data if data is not None else b""), offsets.tolist()
+
+
 _FIRST_SET = pa.array(sorted(_FIRST), type=_LARGE)
 
 
