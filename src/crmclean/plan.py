@@ -10,10 +10,11 @@ from crmclean.normalize import NormalizeContext, normalize
 from crmclean.pipeline import RunOptions, load_inputs
 from crmclean.rules.packs import load_pack
 
-# Fitted on the benchmark (2026-11-23, text in Arrow columns): the full run peaked at 1,534 MB
-# for 150k records (estimate 1,502) and 12,391 MB for 1.5M records with 19.5M pairs.
-BYTES_PER_CELL = 32  # a cell in Arrow (~20 B) plus the share of it held as Python objects in flight
-BYTES_PER_PAIR = 260  # pair indices, levels, probabilities and evidence while scoring
+# Fitted on the benchmark (2026-11-23, 877f18f: text in Arrow columns, freed heap handed back
+# between stages): the full run peaked at 1,093 MB for 150k records (estimate 1,096) and
+# 8,803 MB for 1.5M records with 19.5M pairs (estimate ~8,840).
+BYTES_PER_CELL = 28  # a cell in Arrow (~20 B) plus the share of it held as Python objects in flight
+BYTES_PER_PAIR = 128  # pair indices, levels, probabilities and evidence while scoring
 WORKING_COPIES = 4  # raw, canonical, normalized and exported frames alive at the peak
 
 
