@@ -479,3 +479,17 @@ def test_email_local_part_is_the_text_before_the_first_at_or_plus() -> None:
     frame = canonical([{"first_name": "A", "last_name": "B", "email": e} for e in ["J.Doe+news@x.com", "a+b+c@y.org", "plain@z.com", "no-at-sign", ""]])
     f = build_features(frame)
     assert f["email_local"].tolist() == ["jdoe", "a", "plain", "", ""]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.sampled_from(["", "a", "é", "a@b.com"]), st.text(max_size=5)), max_size=30), st.booleans())
+def test_factorize_text_equals_pandas_factorize(values, with_none):
+    """Arrow's dictionary encoding numbers distinct strings in order of first appearance, as
+    pandas does; a missing value falls back to pandas."""
+    from crmclean.dedupe.arrays import factorize_text
+
+    arr = np.array(values + ([None] if with_none else []), dtype=object)
+    codes, uniques = factorize_text(arr)
+    want_codes, want_uniques = pd.factorize(arr, use_na_sentinel=False)
+    assert codes.dtype == np.int64 and codes.tolist() == want_codes.tolist()
+    assert pd.Series(uniques, dtype=object).equals(pd.Series(np.asarray(want_uniques, dtype=object), dtype=object))  # NaN equals NaN

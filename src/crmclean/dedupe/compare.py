@@ -16,6 +16,7 @@ from rapidfuzz import process
 from rapidfuzz.distance import OSA, JaroWinkler, Levenshtein
 from rapidfuzz.fuzz import token_set_ratio
 
+from crmclean.dedupe.arrays import factorize_text
 from crmclean.dedupe.nicknames import known_names, related, related_many
 
 # level names, per comparison, from highest to lowest (the report and evidence use them)
@@ -88,15 +89,14 @@ class _Vocab:
     def __init__(self, f: pd.DataFrame, columns: tuple[str, ...]) -> None:
         n = len(f)
         values = np.concatenate([f[c].to_numpy(dtype=object) for c in columns]) if n else np.zeros(0, dtype=object)
-        codes, uniq = pd.factorize(values, use_na_sentinel=False)
-        self.values = np.asarray(uniq, dtype=object)
+        codes, self.values = factorize_text(values)
         self.codes = {c: codes[i * n:(i + 1) * n] for i, c in enumerate(columns)}
         self.blank = self.values == ""
 
     def derived(self, fn: Any) -> np.ndarray:
         """Integer codes of ``fn(value)`` per vocabulary entry (equal codes ⇔ equal results)."""
-        codes, _ = pd.factorize(np.array([fn(v) for v in self.values], dtype=object), use_na_sentinel=False)
-        return np.asarray(codes)
+        codes, _ = factorize_text(np.array([fn(v) for v in self.values], dtype=object))
+        return codes
 
 
 def _on_pairs(ca: np.ndarray, cb: np.ndarray, fn: Any) -> np.ndarray:

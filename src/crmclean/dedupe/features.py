@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from anyascii import anyascii
 
-from crmclean.dedupe.arrays import sorted_unique
+from crmclean.dedupe.arrays import factorize_text, sorted_unique
 from crmclean.dedupe.nicknames import blocking_names, known_names
 from crmclean.model import member
 from crmclean.normalize.name import GENERATIONAL
@@ -196,8 +196,7 @@ def _apply_shared(f: pd.DataFrame, shared: dict[str, frozenset[str]]) -> None:
 
 def _codes(values: np.ndarray) -> np.ndarray:
     """Dense int64 codes for key strings; a blank key is -1 (no block)."""
-    codes, uniques = pd.factorize(values, use_na_sentinel=False)
-    codes = codes.astype(np.int64)
+    codes, uniques = factorize_text(values)
     blank = np.flatnonzero(uniques == "")
     if len(blank):
         codes[codes == blank[0]] = -1
