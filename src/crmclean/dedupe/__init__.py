@@ -338,22 +338,30 @@ def _dedupe_once(frame: pd.DataFrame, original: pd.DataFrame, pack: Pack, decisi
     is_loser = members != surv
     loser_pos, loser_surv = members[is_loser], surv[is_loser]
 
-    # merge map: each loser, its survivor, and the strongest auto edge that pulled it in
-    edge_prob: dict[int, tuple[float, float, int]] = {}
+    # merge map: each loser, its survivor, and the strongest auto edge that pulled it in (the
+    # most probable of the loser's auto edges; on a tie, the first in pair order)
     final_auto = np.flatnonzero(auto)
-    for k in final_auto.tolist():
-        for p in (int(left[k]), int(right[k])):
-            if p not in edge_prob or prob[k] > edge_prob[p][0]:
-                edge_prob[p] = (float(prob[k]), float(weight[k]), k)
-    ev_all = evidence(cmp, final_auto) if len(final_auto) else []
-    ev_of_edge = dict(zip(final_auto.tolist(), ev_all, strict=True))
+    ends = np.concatenate([left[final_auto], right[final_auto]])
+    edges = np.concatenate([final_auto, final_auto])
+    order = np.lexsort((edges, -prob[edges], ends))
+    ends, edges = ends[order], edges[order]
+    first = np.r_[True, ends[1:] != ends[:-1]] if len(ends) else np.zeros(0, dtype=bool)
+    best_end, best_edge = ends[first], edges[first]
+    at = np.minimum(np.searchsorted(best_end, loser_pos), max(len(best_end) - 1, 0))
+    found = (best_end[at] == loser_pos) if len(best_end) else np.zeros(len(loser_pos), dtype=bool)
+    k_of = best_edge[at[found]]
+    scores, weights = np.ones(len(loser_pos)), np.full(len(loser_pos), np.inf)
+    edge_evidence = np.full(len(loser_pos), "decision=merge", dtype=object)  # merged by a reviewer's decision alone
+    if found.any():
+        scores[found], weights[found] = prob[k_of], weight[k_of]
+        edge_evidence[found] = evidence(cmp, k_of)
     merge_map = pd.DataFrame({
         "loser_id": ids[loser_pos],
         "survivor_id": ids[loser_surv],
         "cluster_id": cids[loser_pos],
-        "score": [f"{edge_prob.get(int(p), (1.0, 0, -1))[0]:.6f}" for p in loser_pos],
-        "match_weight": [_fmt_weight(edge_prob.get(int(p), (1.0, np.inf, -1))[1]) for p in loser_pos],
-        "evidence": [ev_of_edge.get(edge_prob.get(int(p), (0, 0, -1))[2], "decision=merge") for p in loser_pos],
+        "score": [f"{p:.6f}" for p in scores.tolist()],
+        "match_weight": [_fmt_weight(w) for w in weights.tolist()],
+        "evidence": edge_evidence,
     }) if len(loser_pos) else pd.DataFrame({c: pd.Series([], dtype=object) for c in MERGE_MAP_COLUMNS})
     surv_of_loser = dict(zip(ids[loser_pos], ids[loser_surv], strict=True))
     losers = original[member(original[RECORD_ID].astype(str), surv_of_loser)]

@@ -204,8 +204,10 @@ def evidence(cmp: Comparison, i: np.ndarray) -> list[str]:
     """Per-pair evidence text: 'first_name=nickname;last_name=exact;…' for the selected pairs."""
     parts = []
     for c, names in LEVELS.items():
-        lv = cmp.levels[c][i]
-        parts.append(np.array([f"{c}={names[int(x)]}" for x in lv], dtype=object))
+        lv = cmp.levels[c][i].astype(np.int64)
+        present = np.unique(lv)  # a handful of levels: the text is made once per level, then taken
+        text = np.array([f"{c}={names[int(x)]}" for x in present], dtype=object)
+        parts.append(text[np.searchsorted(present, lv)] if len(lv) else np.zeros(0, dtype=object))
     if not parts:
         return []
     out = parts[0]
