@@ -103,10 +103,17 @@ def signal_table(texts: Sequence[str], compiled: dict[str, tuple[list[Any], list
     screens = [(name, compile_safe("|".join(f"(?:{p.pattern})" for p in phrases)), phrases, excludes)
                for name, (phrases, excludes) in compiled.items() if phrases]
     hits = _screen_all(texts, [screen.pattern for _, screen, _, _ in screens])
+    # a text no exclude pattern touches holds the signal as soon as a phrase matches: only texts
+    # with both are searched phrase by phrase for a match the excludes do not cover
+    excluded = np.zeros_like(hits)
+    with_excludes = [k for k, (_, _, _, excludes) in enumerate(screens) if excludes]
+    if with_excludes:
+        excluded[:, with_excludes] = _screen_all(texts, ["|".join(f"(?:{p.pattern})" for p in screens[k][3]) for k in with_excludes])
     out: list[tuple[str, ...]] = [()] * len(texts)
     for i in np.flatnonzero(hits.any(axis=1)).tolist():
         text = texts[i][:MAX_NOTE_CHARS]
-        out[i] = tuple(name for k, (name, _screen, phrases, excludes) in enumerate(screens) if hits[i, k] and _signal_hit(text, phrases, excludes))
+        out[i] = tuple(name for k, (name, _screen, phrases, excludes) in enumerate(screens)
+                       if hits[i, k] and (not excluded[i, k] or _signal_hit(text, phrases, excludes)))
     return out
 
 
