@@ -351,7 +351,7 @@ def _dedupe_once(frame: pd.DataFrame, original: pd.DataFrame, pack: Pack, decisi
     found = (best_end[at] == loser_pos) if len(best_end) else np.zeros(len(loser_pos), dtype=bool)
     k_of = best_edge[at[found]]
     scores, weights = np.ones(len(loser_pos)), np.full(len(loser_pos), np.inf)
-    edge_evidence = np.full(len(loser_pos), "decision=merge", dtype=object)  # merged by a reviewer's decision alone
+    edge_evidence = np.full(len(loser_pos), "decision=merge", dtype=object)  # as before: the text for a loser without an auto edge
     if found.any():
         scores[found], weights[found] = prob[k_of], weight[k_of]
         edge_evidence[found] = evidence(cmp, k_of)
