@@ -493,3 +493,8 @@ def test_factorize_text_equals_pandas_factorize(values, with_none):
     want_codes, want_uniques = pd.factorize(arr, use_na_sentinel=False)
     assert codes.dtype == np.int64 and codes.tolist() == want_codes.tolist()
     assert pd.Series(uniques, dtype=object).equals(pd.Series(np.asarray(want_uniques, dtype=object), dtype=object))  # NaN equals NaN
+    if not with_none:  # an Arrow string array (a loaded column) gives the same
+        import pyarrow as pa
+
+        arrow_codes, arrow_uniques = factorize_text(pa.array(values, type=pa.string()))
+        assert arrow_codes.tolist() == want_codes.tolist() and arrow_uniques.tolist() == list(want_uniques)

@@ -10,6 +10,7 @@ elsewhere a watchdog thread notices the new parent) and closes the inherited loc
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
 import signal
@@ -76,7 +77,9 @@ def lean_arrow_memory() -> None:
     pa.set_memory_pool(pa.system_memory_pool())
 
 
+@functools.cache
 def _libc_trim() -> Any:
+    """glibc's ``malloc_trim``, or None where the C library has none."""
     import ctypes
     import ctypes.util
 
@@ -86,9 +89,6 @@ def _libc_trim() -> Any:
         return libc.malloc_trim if libc is not None and hasattr(libc, "malloc_trim") else None  # glibc only
     except OSError:
         return None
-
-
-_TRIM: list[Any] = []
 
 
 def release_memory() -> None:
@@ -102,8 +102,7 @@ def release_memory() -> None:
     import pyarrow as pa
 
     pa.default_memory_pool().release_unused()
-    if not _TRIM:
-        _TRIM.append(_libc_trim())
-    if _TRIM[0] is not None:
-        _TRIM[0](0)
+    trim = _libc_trim()
+    if trim is not None:
+        trim(0)
 

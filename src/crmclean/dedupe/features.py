@@ -29,12 +29,11 @@ def _fold(value: str) -> str:
 def _factorize(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """(codes, uniques as an object array): Arrow text is dictionary-encoded in Arrow (pandas'
     factorize of Arrow strings is about twice as slow as of Python objects)."""
-    arr = series.array
-    if isinstance(series.dtype, pd.StringDtype) and hasattr(arr, "__arrow_array__"):
-        got = pa.array(arr)
+    if isinstance(series.dtype, pd.StringDtype) and hasattr(series.array, "__arrow_array__"):
+        got = pa.array(series.array)
+        got = got.combine_chunks() if isinstance(got, pa.ChunkedArray) else got
         if got.null_count == 0:
-            enc = pc.dictionary_encode(got.combine_chunks() if isinstance(got, pa.ChunkedArray) else got)
-            return enc.indices.to_numpy(zero_copy_only=False), np.asarray(enc.dictionary.to_numpy(zero_copy_only=False), dtype=object)
+            return factorize_text(got)
     codes, uniques = pd.factorize(series, use_na_sentinel=False)
     return codes, np.asarray(uniques, dtype=object)  # not Arrow's slow __iter__
 
