@@ -498,3 +498,52 @@ def test_factorize_text_equals_pandas_factorize(values, with_none):
 
         arrow_codes, arrow_uniques = factorize_text(pa.array(values, type=pa.string()))
         assert arrow_codes.tolist() == want_codes.tolist() and arrow_uniques.tolist() == list(want_uniques)
+
+
+def _office(i: int, first: str, last: str, email: str) -> dict[str, str]:
+    """Someone at one company's head office: its street address and switchboard."""
+    return {"first_name": first, "last_name": last, "email": email, "phone": "(312) 555-0100", "street_1": "1 Market Plaza",
+            "city": "Chicago", "state": "IL", "postal_code": "60601", "company_name": "Acme Inc"}
+
+
+def test_namesakes_at_shared_premises_with_different_mailboxes_go_to_review() -> None:
+    from crmclean.dedupe.score import guard, reviewable
+
+    staff = [_office(0, "John", "Smith", "john.smith@acme.com"), _office(1, "John", "Smith", "jsmith2@acme.com"),
+             _office(2, "Ana", "Lopez", "alopez@acme.com"), _office(3, "Wei", "Chen", "wchen@acme.com")]
+    f = build_features(canonical(staff))
+    assert f["place_shared"].all()  # one street address, four people: premises, not a home
+    cmp = compare(f, np.array([0]), np.array([1]))
+    ok, why = guard(cmp)
+    assert cmp.shared_premises[0] and not ok[0] and why[0] == "SHARED_PREMISES"
+    assert reviewable(cmp, why)[0]
+    assert ("R2", "R1") not in _merged(staff) and ("R1", "R2") not in _merged(staff)
+    # the same two records at a home address (one person there) still merge on the address
+    home = [{**r, "street_1": "12 Oak Street", "phone": "", "postal_code": "62704", "city": "Springfield"} for r in staff[:2]]
+    assert _merged(home) == [("R2", "R1")]
+
+
+def test_min_people_sets_how_many_people_make_shared_premises() -> None:
+    rows = [_office(0, "John", "Smith", "js@acme.com"), _office(1, "Ana", "Lopez", "al@acme.com")]
+    assert not build_features(canonical(rows))["place_shared"].any()  # two people: the default needs three
+    assert build_features(canonical(rows), min_people=2)["place_shared"].all()
+
+
+def test_a_garbled_swapped_name_merges_only_on_personal_mailbox_and_phone() -> None:
+    from crmclean.dedupe.score import guard
+
+    a = {**BASE, "first_name": "Danelle", "last_name": "Bergstrom", "email": "danelle.b@gmail.com"}
+    garbled = {**a, "first_name": "Bergstrom", "last_name": "Dnielle"}  # swapped, and a typo beyond the levels
+    f = build_features(canonical([a, garbled, {**garbled, "email": ""}]))
+    cmp = compare(f, np.array([0, 0]), np.array([1, 2]))
+    ok, _why = guard(cmp)
+    assert not cmp.swapped[0] and cmp.names_garbled[0] and ok[0]
+    assert not cmp.names_garbled[1] and not ok[1]  # no mailbox in common: not enough
+    assert not names_conflict("danelle", "bergstrom", True, "bergstrom", "dnielle", False)
+    # spouses on one family mailbox and phone: two real first names, however close the full names
+    spouses = [{**BASE, "first_name": "John", "last_name": "Smith", "email": "smiths@gmail.com"},
+               {**BASE, "first_name": "Jane", "last_name": "Smith", "email": "smiths@gmail.com"}]
+    f = build_features(canonical(spouses))
+    cmp = compare(f, np.array([0]), np.array([1]))
+    assert not cmp.names_garbled[0] and not guard(cmp)[0][0]
+    assert _merged(spouses) == []

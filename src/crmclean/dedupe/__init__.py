@@ -67,6 +67,7 @@ def dedupe_settings(pack: Pack) -> dict[str, object]:
     d.setdefault("max_block_size", 60)
     d.setdefault("max_pairs", 20_000_000)
     d.setdefault("budget_action", "tighten")
+    d.setdefault("shared_contact_min_names", 3)
     d.setdefault("thresholds", {"auto_merge": 0.995, "review": 0.8})
     return d
 
@@ -93,7 +94,8 @@ def plan(frame: pd.DataFrame, pack: Pack) -> tuple[list[RuleEstimate], int]:
     the run would use (``run --plan``)."""
     settings = dedupe_settings(pack)
     roles = frozenset(pack.get("normalize", "email", "role_locals", default=[]))
-    keyed = keyed_rules(build_features(frame, roles), list(settings["blocking"]))  # type: ignore[call-overload]
+    keyed = keyed_rules(build_features(frame, roles, min_people=int(settings["shared_contact_min_names"])),  # type: ignore[call-overload]
+                        list(settings["blocking"]))  # type: ignore[call-overload]
     sizes = [block_sizes(keys) for _r, _p, keys in keyed]
     limit = int(settings["max_block_size"])  # type: ignore[call-overload]
     try:
@@ -183,11 +185,12 @@ def _compose(frame: pd.DataFrame, original: pd.DataFrame, first: DedupeResult, s
                         max_block=first.max_block)
 
 
-def _features(frame: pd.DataFrame, roles: frozenset[str], previous: pd.DataFrame | None, focus: frozenset[str] | None) -> pd.DataFrame:
+def _features(frame: pd.DataFrame, roles: frozenset[str], previous: pd.DataFrame | None, focus: frozenset[str] | None,
+              min_people: int = 3) -> pd.DataFrame:
     """Features for ``frame``; with a previous pass, only the golden records are rebuilt."""
     frame = frame.reset_index(drop=True)
     if previous is None or focus is None:
-        return build_features(frame, roles)
+        return build_features(frame, roles, min_people=min_people)
     ids = frame[RECORD_ID].astype(str)
     hot = member(ids, focus)
     fresh = build_features(frame[hot].reset_index(drop=True), roles, shared=previous.attrs.get("shared"))
@@ -207,7 +210,7 @@ def _dedupe_once(frame: pd.DataFrame, original: pd.DataFrame, pack: Pack, decisi
     n = len(frame)
     ids = frame[RECORD_ID].astype(str).to_numpy(dtype=object)
     roles = frozenset(pack.get("normalize", "email", "role_locals", default=[]))
-    feats = _features(frame, roles, previous, focus)
+    feats = _features(frame, roles, previous, focus, int(settings["shared_contact_min_names"]))  # type: ignore[call-overload]
     if "_rid" not in feats:
         feats["_rid"] = pd.Series(ids, dtype=object, index=feats.index)
     rules = list(settings["blocking"])  # type: ignore[call-overload]

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from rapidfuzz import process
 from rapidfuzz.distance import OSA, JaroWinkler, Levenshtein
-from rapidfuzz.fuzz import token_set_ratio
+from rapidfuzz.fuzz import token_set_ratio, token_sort_ratio
 
 from crmclean.dedupe.arrays import factorize_text
 from crmclean.dedupe.nicknames import known_names, related, related_many
@@ -40,10 +40,12 @@ class Comparison:
     suffix_one_side: np.ndarray
     email_personal: np.ndarray  # exact email match that is not a shared/role mailbox
     phone_personal: np.ndarray
+    shared_premises: np.ndarray  # the same street address, held by several different people (a head office)
     first_related: np.ndarray  # nickname relation strength 0..2 (for the guards)
     known_typo: np.ndarray  # two real names one edit apart (Carl/Carol): different unless the mailbox is shared
     initial_unknown: np.ndarray  # same first letter, at least one spelling not a real name (a garbled name)
     garbled_close: np.ndarray  # such a garbled pair within two edits (Louis/Loias; not Jane/Jhon)
+    names_garbled: np.ndarray  # names that fail the levels but, word order aside, are close (Dnielle Bergstrom / Bergstrom Danelle), not two real first names
 
 
 def concat_comparisons(parts: list[Comparison]) -> Comparison:
@@ -52,6 +54,8 @@ def concat_comparisons(parts: list[Comparison]) -> Comparison:
     return Comparison(levels={c: np.concatenate([p.levels[c] for p in parts]) for c in parts[0].levels},
                       **{name: np.concatenate([getattr(p, name) for p in parts]) for name in arrays})
 
+
+GARBLED_NAME_MIN = 65  # token-sort ratio of two full names for a garbled spelling of one name
 
 _RAPIDFUZZ_WORKERS = [-1]  # every core; 1 inside a worker process of a parallel comparison
 
@@ -132,7 +136,7 @@ def vocabularies(f: pd.DataFrame) -> Vocabularies:
                         emails=_Vocab(f, ("email", "email_local")), phones=phones, phone_tails=phones.derived(lambda s: s[-7:]),
                         places=_Vocab(f, ("street_key", "street", "zip5", "city")), companies=_Vocab(f, ("company",)),
                         suffixes=_Vocab(f, ("suffix",)),
-                        flags={c: f[c].to_numpy(dtype=bool) for c in ("email_shared", "phone_shared", "mobile_shared")})
+                        flags={c: f[c].to_numpy(dtype=bool) for c in ("email_shared", "phone_shared", "mobile_shared", "place_shared")})
 
 
 def compare(f: pd.DataFrame, left: np.ndarray, right: np.ndarray, crossed: bool = True, vocab: Vocabularies | None = None) -> Comparison:
@@ -261,6 +265,8 @@ def compare(f: pd.DataFrame, left: np.ndarray, right: np.ndarray, crossed: bool 
         street_sim[cand] = _on_pairs(sl[cand], sr[cand], lambda x, y: _cpdist(pv[x], pv[y], token_set_ratio) >= 90)
     address = np.where(street_same & same_place, 3, np.where(street_sim, 2, np.where(same_zip, 1, 0))).astype(np.int8)
     address[missing_a] = -1
+    pls, prs = flag("place_shared")
+    shared_premises = (address == 3) & (pls | prs)
 
     # company
     companies = vocab.companies
@@ -278,11 +284,20 @@ def compare(f: pd.DataFrame, left: np.ndarray, right: np.ndarray, crossed: bool 
     sfl, sfr = suffixes.codes["suffix"][left], suffixes.codes["suffix"][right]
     suffix_conflict = ~suffixes.blank[sfl] & ~suffixes.blank[sfr] & (sfl != sfr)
     suffix_one = suffixes.blank[sfl] != suffixes.blank[sfr]
+    # a garbled full name: names that fail the levels (a typo on top of a swap or a nickname) but
+    # whose words, sorted, are still close — where a personal mailbox and phone are shared too.
+    # Two real, different first names (Jane / John Smith) are two people, however close.
+    names_garbled = np.zeros(n, dtype=bool)
+    gi = np.flatnonzero(((first == 0) | (last == 0)) & ~(kl & kr & (first == 0)) & exact_e & ~shared_e & personal)
+    if len(gi):
+        full_l = nv[ffl[gi]].astype(object) + " " + nv[ll[gi]].astype(object)
+        full_r = nv[ffr[gi]].astype(object) + " " + nv[lr[gi]].astype(object)
+        names_garbled[gi] = _cpdist(full_l, full_r, token_sort_ratio) >= GARBLED_NAME_MIN
     return Comparison(
         levels={"first_name": first, "last_name": last, "email": email, "phone": phone, "address": address, "company": comp},
         swapped=swapped, suffix_conflict=suffix_conflict, suffix_one_side=suffix_one,
-        email_personal=exact_e & ~shared_e, phone_personal=personal, first_related=rel, known_typo=known_typo, initial_unknown=initial_unknown,
-        garbled_close=garbled_close,
+        email_personal=exact_e & ~shared_e, phone_personal=personal, shared_premises=shared_premises, first_related=rel, known_typo=known_typo, initial_unknown=initial_unknown,
+        garbled_close=garbled_close, names_garbled=names_garbled,
     )
 
 
@@ -365,4 +380,6 @@ def names_conflict(fa: str, la: str, ka: bool, fb: str, lb: str, kb: bool, full_
         return True
     if fa[:1] == fb[:1]:  # a garbled spelling of a name with the same initial is not evidence of two people
         return False
+    if la and lb and token_sort_ratio(f"{full_a or fa} {la}", f"{full_b or fb} {lb}") >= GARBLED_NAME_MIN:
+        return False  # nor is a garbled full name, its words in either order (Dnielle Bergstrom / Bergstrom Danelle)
     return JaroWinkler.normalized_similarity(fa, fb) < 0.80

@@ -18,6 +18,7 @@ from crmclean.dedupe.nicknames import blocking_names, known_names
 from crmclean.model import member
 from crmclean.normalize.name import GENERATIONAL
 
+SHARED_COLUMNS = ("email", "phone", "mobile", "place")
 _LETTERS = re.compile(r"[^a-z ]+")
 _DIGITS = re.compile(r"\D+")
 
@@ -104,11 +105,13 @@ def _street_key(value: str) -> str:
 
 
 def build_features(frame: pd.DataFrame, role_locals: frozenset[str] = frozenset(),
-                   shared: dict[str, frozenset[str]] | None = None) -> pd.DataFrame:
+                   shared: dict[str, frozenset[str]] | None = None, min_people: int = 3) -> pd.DataFrame:
     """One row per record: folded names, phonetic keys, contact keys, shared-contact flags.
 
     ``shared`` (from an earlier pass) replaces the shared-line detection, so a few rebuilt rows
-    can be spliced into features computed for the whole export.
+    can be spliced into features computed for the whole export. An email, phone or street
+    address on ``min_people`` different people is shared (the pack's
+    ``dedupe.shared_contact_min_names``).
     """
     fn = _folded(frame["first_name"])
     ln = _folded(frame["last_name"])
@@ -136,6 +139,10 @@ def build_features(frame: pd.DataFrame, role_locals: frozenset[str] = frozenset(
     street_folds = _fold_many(streets)
     f["street"] = street_folds[codes]
     f["street_key"] = _street_keys(streets, street_folds)[codes]
+    # the street address as one key: house number and street, in one ZIP (or, without a ZIP, one city)
+    has_street = f["street_key"] != ""
+    f["place"] = np.where(has_street & (f["zip5"] != ""), f["street_key"] + "|" + f["zip5"],
+                          np.where(has_street & (f["city"] != ""), f["street_key"] + "|" + f["city"], ""))
     f["company"] = frame["_company_key"].astype(str) if "_company_key" in frame else _folded(frame["company_name"])
     f["title"] = _folded(frame["job_title"])
     f["object"] = frame["_object"].astype(str)
@@ -144,13 +151,14 @@ def build_features(frame: pd.DataFrame, role_locals: frozenset[str] = frozenset(
     # plain object columns: pair work indexes them millions of times, and numpy object arrays
     # index, compare and hash far faster than Arrow-backed strings from Python
     f = f.astype({c: object for c in f.columns if f[c].dtype != bool})
-    f.attrs["shared"] = shared if shared is not None else shared_values(f)
+    f.attrs["shared"] = shared if shared is not None else shared_values(f, min_people)
     _apply_shared(f, f.attrs["shared"])
     return f
 
 
 def shared_values(f: pd.DataFrame, min_people: int = 3) -> dict[str, frozenset[str]]:
-    """Emails and phones used by several *different* people: shared lines, not personal evidence.
+    """Emails, phones and street addresses used by several *different* people: shared lines and
+    business premises (a head office, a switchboard), not personal evidence.
 
     People are counted by name, tolerantly: one person's typo, nickname or swapped-name records
     count once, so a personal mailbox is not mistaken for a shared one.
@@ -158,7 +166,7 @@ def shared_values(f: pd.DataFrame, min_people: int = 3) -> dict[str, frozenset[s
     from crmclean.dedupe.compare import names_conflict
 
     out: dict[str, frozenset[str]] = {}
-    for col in ("email", "phone", "mobile"):
+    for col in SHARED_COLUMNS:
         vals = f[col].to_numpy(dtype=object)
         has = (vals != "") & (f["fn_first"].to_numpy(dtype=object) != "")
         # only a value on at least min_people records can name that many people: the rest (almost
@@ -188,7 +196,7 @@ def shared_values(f: pd.DataFrame, min_people: int = 3) -> dict[str, frozenset[s
 
 
 def _apply_shared(f: pd.DataFrame, shared: dict[str, frozenset[str]]) -> None:
-    for col in ("email", "phone", "mobile"):
+    for col in SHARED_COLUMNS:
         f[f"{col}_shared"] = member(f[col], shared[col]) & (f[col] != "").to_numpy()
     f["email_shared"] = f["email_shared"] | f["email_role"]
 

@@ -168,7 +168,9 @@ def guard(cmp: Comparison) -> tuple[np.ndarray, np.ndarray]:
 
     Shared lines, households and colleagues are never enough: an auto-merge needs compatible
     first and last names, no generational-suffix difference, and personal evidence — a personal
-    email or phone (not a shared/role mailbox or switchboard), or the same street address.
+    email or phone (not a shared/role mailbox or switchboard), or the same street address — but
+    at premises several people share, the same address does not outweigh different personal
+    emails or phones (``SHARED_PREMISES``: such pairs go to review).
     """
     lv = cmp.levels
     first, last, email, phone, addr, comp = (lv[k] for k in ("first_name", "last_name", "email", "phone", "address", "company"))
@@ -180,17 +182,24 @@ def guard(cmp: Comparison) -> tuple[np.ndarray, np.ndarray]:
     garbled_ok = cmp.initial_unknown & (last >= 2) & (
         cmp.email_personal & (cmp.phone_personal | (addr == 3))
         | (email == -1) & cmp.garbled_close & cmp.phone_personal & (addr == 3) & (last == 3))
-    first_ok = (first >= 2) | cmp.swapped | ((first == -1) & cmp.email_personal) | (cmp.known_typo & cmp.email_personal) | garbled_ok
-    last_ok = (last >= 1) | ((last == -1) & cmp.email_personal)
+    # a full name garbled beyond the levels (a typo on a swap) is one person's only when the
+    # personal mailbox *and* the personal phone are the same
+    first_ok = ((first >= 2) | cmp.swapped | ((first == -1) & cmp.email_personal) | (cmp.known_typo & cmp.email_personal) | garbled_ok
+                | cmp.names_garbled)
+    last_ok = (last >= 1) | ((last == -1) & cmp.email_personal) | cmp.names_garbled
     # a nickname/typo first name with a different email needs two independent personal signals
     weak_first = (first == 2) | (first == 3)
     support = cmp.phone_personal.astype(int) + (addr == 3).astype(int) + (comp >= 2).astype(int)
     weak_ok = ~weak_first | cmp.email_personal | (email == 2) | (email == -1) & (support >= 1) | (support >= 2)
     # a different personal email *and* a different address outweigh one shared phone or name
     contradicted = (email == 0) & (addr == 0) & ~cmp.email_personal
-    ok = first_ok & last_ok & personal & weak_ok & ~contradicted & ~cmp.suffix_conflict & ~cmp.suffix_one_side
+    # at premises several people share (a head office), the same address says little: two
+    # namesakes there with different personal emails or phones are for a person to judge
+    premises_only = cmp.shared_premises & ~cmp.email_personal & ~cmp.phone_personal & ((email == 0) | (phone == 0))
+    ok = first_ok & last_ok & personal & weak_ok & ~contradicted & ~premises_only & ~cmp.suffix_conflict & ~cmp.suffix_one_side
     reason = np.full(len(first), "", dtype=object)
     reason[~weak_ok] = "NAME_VARIANT_WEAK_EVIDENCE"
+    reason[premises_only] = "SHARED_PREMISES"
     reason[contradicted] = "CONTACT_DETAILS_DIFFER"
     reason[~personal] = "NO_PERSONAL_EVIDENCE"
     reason[~last_ok] = "LAST_NAME_DIFFERS"
