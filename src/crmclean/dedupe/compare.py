@@ -285,8 +285,9 @@ def compare(f: pd.DataFrame, left: np.ndarray, right: np.ndarray, crossed: bool 
     suffix_conflict = ~suffixes.blank[sfl] & ~suffixes.blank[sfr] & (sfl != sfr)
     suffix_one = suffixes.blank[sfl] != suffixes.blank[sfr]
     # a garbled full name: names that fail the levels (a typo on top of a swap or a nickname) but
-    # whose words, sorted, are still close — where a personal mailbox and phone are shared too.
-    # Two real, different first names (Jane / John Smith) are two people, however close.
+    # whose words, sorted, are still close — looked at only where the two records also have the
+    # same personal mailbox and the same personal phone. Two real, different first names
+    # (Jane / John Smith on a family mailbox) are two people, however close.
     names_garbled = np.zeros(n, dtype=bool)
     gi = np.flatnonzero(((first == 0) | (last == 0)) & ~(kl & kr & (first == 0)) & exact_e & ~shared_e & personal)
     if len(gi):
