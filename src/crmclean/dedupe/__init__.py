@@ -94,8 +94,8 @@ def plan(frame: pd.DataFrame, pack: Pack) -> tuple[list[RuleEstimate], int]:
     the run would use (``run --plan``)."""
     settings = dedupe_settings(pack)
     roles = frozenset(pack.get("normalize", "email", "role_locals", default=[]))
-    keyed = keyed_rules(build_features(frame, roles, min_people=int(settings["shared_contact_min_names"])),  # type: ignore[call-overload]
-                        list(settings["blocking"]))  # type: ignore[call-overload]
+    min_people = int(settings["shared_contact_min_names"])  # type: ignore[call-overload]
+    keyed = keyed_rules(build_features(frame, roles, min_people=min_people), list(settings["blocking"]))  # type: ignore[call-overload]
     sizes = [block_sizes(keys) for _r, _p, keys in keyed]
     limit = int(settings["max_block_size"])  # type: ignore[call-overload]
     try:

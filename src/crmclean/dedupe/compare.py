@@ -291,8 +291,8 @@ def compare(f: pd.DataFrame, left: np.ndarray, right: np.ndarray, crossed: bool 
     names_garbled = np.zeros(n, dtype=bool)
     gi = np.flatnonzero(((first == 0) | (last == 0)) & ~(kl & kr & (first == 0)) & exact_e & ~shared_e & personal)
     if len(gi):
-        full_l = nv[ffl[gi]].astype(object) + " " + nv[ll[gi]].astype(object)
-        full_r = nv[ffr[gi]].astype(object) + " " + nv[lr[gi]].astype(object)
+        full_l = nv[ffl[gi]] + " " + nv[ll[gi]]
+        full_r = nv[ffr[gi]] + " " + nv[lr[gi]]
         names_garbled[gi] = _cpdist(full_l, full_r, token_sort_ratio) >= GARBLED_NAME_MIN
     return Comparison(
         levels={"first_name": first, "last_name": last, "email": email, "phone": phone, "address": address, "company": comp},

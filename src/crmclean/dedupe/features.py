@@ -140,9 +140,8 @@ def build_features(frame: pd.DataFrame, role_locals: frozenset[str] = frozenset(
     f["street"] = street_folds[codes]
     f["street_key"] = _street_keys(streets, street_folds)[codes]
     # the street address as one key: house number and street, in one ZIP (or, without a ZIP, one city)
-    has_street = f["street_key"] != ""
-    f["place"] = np.where(has_street & (f["zip5"] != ""), f["street_key"] + "|" + f["zip5"],
-                          np.where(has_street & (f["city"] != ""), f["street_key"] + "|" + f["city"], ""))
+    area = f["zip5"].where(f["zip5"] != "", f["city"])
+    f["place"] = (f["street_key"] + "|" + area).where((f["street_key"] != "") & (area != ""), "")
     f["company"] = frame["_company_key"].astype(str) if "_company_key" in frame else _folded(frame["company_name"])
     f["title"] = _folded(frame["job_title"])
     f["object"] = frame["_object"].astype(str)
