@@ -59,10 +59,11 @@ class Engine:
         return normalize(frame, pack, ctx)
 
     def candidate_pairs(self, features: pd.DataFrame, rules: list[dict[str, Any]], max_block: int,
-                        budget: Budget | None = None, focus: np.ndarray | None = None) -> BlockingResult:
+                        budget: Budget | None = None, focus: np.ndarray | None = None,
+                        opened: list[np.ndarray | None] | None = None) -> BlockingResult:
         from crmclean.dedupe.blocking import candidate_pairs
 
-        return candidate_pairs(features, rules, max_block, budget, focus)
+        return candidate_pairs(features, rules, max_block, budget, focus, opened)
 
     def compare(self, features: pd.DataFrame, left: np.ndarray, right: np.ndarray) -> Comparison:
         """In chunks of at most ``COMPARE_CHUNK`` pairs (the transient arrays of one chunk, not of
@@ -164,7 +165,8 @@ class DaskEngine(Engine):
         return _finish(_merge(results))
 
     def candidate_pairs(self, features: pd.DataFrame, rules: list[dict[str, Any]], max_block: int,
-                        budget: Budget | None = None, focus: np.ndarray | None = None) -> BlockingResult:
+                        budget: Budget | None = None, focus: np.ndarray | None = None,
+                        opened: list[np.ndarray | None] | None = None) -> BlockingResult:
         import dask.dataframe as dd
         from dask.delayed import delayed
 
@@ -180,16 +182,18 @@ class DaskEngine(Engine):
         max_block = check_budget(keyed, max_block, budget)
         focus_ = delayed(focus, pure=True)
         tasks = []
-        for _rule_id, positions, keys in keyed:
+        for r, (_rule_id, positions, keys) in enumerate(keyed):
             rows = pd.DataFrame({"p": positions.astype(np.int64), "k": keys.astype(np.int64)})
             nparts = max(1, min(self.partitions, len(rows)))
             # the shuffle puts every record of one block key into one partition
             shuffled = dd.from_pandas(rows, npartitions=nparts, sort=False).shuffle("k", npartitions=nparts)
-            tasks.append([delayed(_block_part, pure=True)(part, max_block, focus_) for part in shuffled.to_delayed()])
+            opened_ = delayed(opened[r] if opened else None, pure=True)
+            tasks.append([delayed(_block_part, pure=True)(part, max_block, focus_, opened_) for part in shuffled.to_delayed()])
         flat = self._run([t for rule_tasks in tasks for t in rule_tasks])
         lefts: list[np.ndarray] = []
         rights: list[np.ndarray] = []
         estimates: list[RuleEstimate] = []
+        oversized: list[tuple[np.ndarray, np.ndarray]] = []
         at = 0
         for (rule_id, _p, _k), rule_tasks in zip(keyed, tasks, strict=True):
             done = flat[at:at + len(rule_tasks)]
@@ -198,8 +202,10 @@ class DaskEngine(Engine):
             rights.extend(d[1] for d in done)
             counts = np.sum([d[2] for d in done], axis=0) if done else np.zeros(4, dtype=np.int64)
             estimates.append(RuleEstimate(rule_id, *(int(x) for x in counts)))
+            empty = np.zeros(0, dtype=np.int64)
+            oversized.append((np.concatenate([empty] + [d[3] for d in done]), np.concatenate([empty] + [d[4] for d in done])))
         left, right = union_pairs(lefts, rights)
-        return BlockingResult(left, right, estimates, max_block)
+        return BlockingResult(left, right, estimates, max_block, oversized)
 
     def compare(self, features: pd.DataFrame, left: np.ndarray, right: np.ndarray) -> Comparison:
         from dask.delayed import delayed
@@ -216,11 +222,13 @@ class DaskEngine(Engine):
         return concat_comparisons(chunks)
 
 
-def _block_part(rows: pd.DataFrame, max_block: int, focus: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _block_part(rows: pd.DataFrame, max_block: int, focus: np.ndarray | None,
+                opened: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     from crmclean.dedupe.blocking import rule_pairs
 
-    left, right, counts = rule_pairs(rows["p"].to_numpy(dtype=np.int64), rows["k"].to_numpy(dtype=np.int64), max_block, focus)
-    return left, right, np.asarray(counts, dtype=np.int64)
+    left, right, counts, (big_p, big_k) = rule_pairs(rows["p"].to_numpy(dtype=np.int64), rows["k"].to_numpy(dtype=np.int64), max_block,
+                                                     focus, opened)
+    return left, right, np.asarray(counts, dtype=np.int64), big_p, big_k
 
 
 _ADDRESS = re.compile(r"(?:(?:tcp|tls)://)?(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9.-]*):\d{1,5}")

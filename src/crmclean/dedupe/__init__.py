@@ -22,10 +22,11 @@ from crmclean.dedupe.blocking import (
     fit_block_size,
     keyed_rules,
     planned_pairs,
+    reopened,
 )
 from crmclean.dedupe.cluster import cluster_ids, resolve
 from crmclean.dedupe.compare import compare, names_conflict
-from crmclean.dedupe.features import build_features
+from crmclean.dedupe.features import FEATURE_INPUTS, build_features
 from crmclean.dedupe.score import (
     Model,
     estimate_m,
@@ -60,6 +61,7 @@ class DedupeResult:
     model: Model | None = None
     features: pd.DataFrame | None = None
     max_block: int = 0  # block-size limit used (the pack's, or tightened to fit the pair budget)
+    reopened: list[np.ndarray] = field(default_factory=list)  # per blocking rule, ids in blocks the merges brought under the limit
 
 
 def dedupe_settings(pack: Pack) -> dict[str, object]:
@@ -141,24 +143,63 @@ def dedupe(frame: pd.DataFrame, original: pd.DataFrame, pack: Pack, decisions: p
     """
     result = _dedupe_once(frame, original, pack, decisions, engine=engine)
     # later passes reuse the fitted model and look only at pairs that touch a record the last
-    # pass changed (its survivors): every other pair was already compared with the same values
-    touched = frozenset(result.merge_map["survivor_id"])
+    # pass changed, and at blocks its merges brought under the size limit: every other pair was
+    # already compared with the same values
+    touched = _retouch(frame, result)
+    opened = result.reopened
     for _ in range(MAX_PASSES - 1):
-        if not touched:
+        if not touched and not any(len(o) for o in opened):
             break
-        again = _dedupe_once(result.frame, original, pack, decisions, model=result.model, focus=touched, previous=result.features,
-                             engine=engine, block_limit=result.max_block)
+        before = result.frame
+        again = _dedupe_once(before, original, pack, decisions, model=result.model, focus=touched, previous=result.features,
+                             engine=engine, block_limit=result.max_block, opened=opened)
         if not len(again.merge_map):
             break
-        result = _compose(frame, original, result, again)
-        touched = frozenset(again.merge_map["survivor_id"])
+        result = _compose(frame, original, result, again, touched)
+        touched, opened = _retouch(before, again), again.reopened
     return replace(result, features=None)  # the features served the passes; a caller holding the result need not hold them
 
 
-def _compose(frame: pd.DataFrame, original: pd.DataFrame, first: DedupeResult, second: DedupeResult) -> DedupeResult:
+def _retouch(before: pd.DataFrame, result: DedupeResult) -> frozenset[str]:
+    """The records a further pass must compare again, by record id.
+
+    A survivor whose golden values leave every column the features read as they were has the
+    same comparison levels with every record as in the pass just made, so comparing it again
+    cannot change a decision — unless the chain guard held back one of its pairs (with the
+    cluster now one golden record, that pair is judged afresh). And a block too large to pair
+    may fit once its merged-away records are gone: its records meet for the first time (those
+    blocks are ``result.reopened``, paired whole by the next pass). So: survivors whose golden
+    values changed a feature column, and the (current) records at either end of a chain-guarded
+    pair.
+    """
+    survivors = pd.Index(result.merge_map["survivor_id"].drop_duplicates(), dtype=object)
+    if not len(survivors):
+        return frozenset()
+    after = result.frame
+    at_before = pd.Index(before[RECORD_ID].astype(str)).get_indexer(survivors)
+    at_after = pd.Index(after[RECORD_ID].astype(str)).get_indexer(survivors)
+    changed = np.zeros(len(survivors), dtype=bool)
+    for col in FEATURE_INPUTS:
+        if col in before and col in after:
+            was = before[col].iloc[at_before].fillna("").astype(str).to_numpy(dtype=object)
+            now = after[col].iloc[at_after].fillna("").astype(str).to_numpy(dtype=object)
+            changed |= was != now
+    out = set(survivors[changed])
+    chained = result.review[result.review["guard"] == "CHAIN_GUARD"]
+    if len(chained):
+        survivor_of = dict(zip(result.merge_map["loser_id"], result.merge_map["survivor_id"], strict=True))
+        out.update(survivor_of.get(r, r) for r in pd.concat([chained["left_id"], chained["right_id"]]).tolist())
+    return frozenset(out)
+
+
+def _compose(frame: pd.DataFrame, original: pd.DataFrame, first: DedupeResult, second: DedupeResult,
+             focus: frozenset[str]) -> DedupeResult:
     """One result from two passes: pass-two losers are pass-one survivors.
 
-    Only the clusters pass two merged change: every other record keeps its pass-one cluster id."""
+    Only the clusters pass two merged change: every other record keeps its pass-one cluster id.
+    Pass two compared only pairs touching ``focus``; so the review queue is pass two's pairs
+    plus pass one's pairs whose records (or the survivors they merged into) are not in focus —
+    those pass two did not judge again, and a person must still see them."""
     final = dict(zip(second.merge_map["loser_id"], second.merge_map["survivor_id"], strict=True))
     mm1 = first.merge_map.copy()
     mm1["survivor_id"] = np.array([final.get(s, s) for s in mm1["survivor_id"].tolist()], dtype=object)
@@ -178,8 +219,16 @@ def _compose(frame: pd.DataFrame, original: pd.DataFrame, first: DedupeResult, s
     survivor_of = dict(zip(merge_map["loser_id"], merge_map["survivor_id"], strict=True))
     losers = original[member(orig_ids, survivor_of)]
     losers["survivor_id"] = np.array([survivor_of[r] for r in losers[RECORD_ID].astype(str).tolist()], dtype=object)
+    first_survivor = dict(zip(first.merge_map["loser_id"], first.merge_map["survivor_id"], strict=True))
+    r1 = first.review
+    judged = np.array([first_survivor.get(a, a) in focus or first_survivor.get(b, b) in focus
+                       for a, b in zip(r1["left_id"].tolist(), r1["right_id"].tolist(), strict=True)], dtype=bool)
+    review = pd.concat([r1[~judged], second.review], ignore_index=True) if len(r1) else second.review
+    if len(review):  # a pair of a reopened block may have been judged through another rule: pass two's word stands
+        review = review.drop_duplicates(["left_id", "right_id"], keep="last")
+        review = review.sort_values(["left_id", "right_id"], kind="mergesort").reset_index(drop=True)
     return DedupeResult(frame=second.frame, clusters=pd.DataFrame({"record_id": ids, "cluster_id": cids}), merge_map=merge_map,
-                        losers=losers, review=second.review, changes=concat([first.changes, second.changes], CHANGE_COLUMNS),
+                        losers=losers, review=review, changes=concat([first.changes, second.changes], CHANGE_COLUMNS),
                         candidate_pairs=first.candidate_pairs + second.candidate_pairs, rules=first.rules,
                         auto_pairs=first.auto_pairs + second.auto_pairs, model=second.model, features=second.features,
                         max_block=first.max_block)
@@ -205,7 +254,7 @@ def _features(frame: pd.DataFrame, roles: frozenset[str], previous: pd.DataFrame
 
 def _dedupe_once(frame: pd.DataFrame, original: pd.DataFrame, pack: Pack, decisions: pd.DataFrame | None = None,
                  model: Model | None = None, focus: frozenset[str] | None = None, previous: pd.DataFrame | None = None,
-                 engine: Engine = LOCAL, block_limit: int = 0) -> DedupeResult:
+                 engine: Engine = LOCAL, block_limit: int = 0, opened: list[np.ndarray] | None = None) -> DedupeResult:
     settings = dedupe_settings(pack)
     n = len(frame)
     ids = frame[RECORD_ID].astype(str).to_numpy(dtype=object)
@@ -224,14 +273,15 @@ def _dedupe_once(frame: pd.DataFrame, original: pd.DataFrame, pack: Pack, decisi
     if block_limit:  # a later pass keeps the limit the first pass settled on
         max_block = block_limit
     release_memory()  # the features' transient strings
-    blocks = engine.candidate_pairs(feats, rules, max_block, budget if focus is None else None, hot)
+    opened_at: list[np.ndarray | None] | None = None
+    if opened is not None and hot is not None:
+        opened_at = [member(ids, frozenset(o.tolist())) for o in opened]
+    blocks = engine.candidate_pairs(feats, rules, max_block, budget if focus is None else None, hot, opened_at)
     left, right = blocks.left, blocks.right
     release_memory()  # the per-rule key and pair arrays
     # only records of one object type are compared (a lead and a contact are not merged here)
     obj = feats["object"].to_numpy(dtype=object)
     keep_pair = obj[left] == obj[right]
-    if hot is not None:
-        keep_pair &= hot[left] | hot[right]
     left, right = left[keep_pair], right[keep_pair]
 
     if focus is None:
@@ -390,6 +440,7 @@ def _dedupe_once(frame: pd.DataFrame, original: pd.DataFrame, pack: Pack, decisi
             out.loc[hit, "account_ref"] = new
     keep = np.ones(n, dtype=bool)
     keep[loser_pos] = False
+    reopen = [ids[at] for at in reopened(blocks.oversized, ~keep, blocks.max_block)]
     out = out[keep].reset_index(drop=True)
 
     r_idx = np.flatnonzero(review)
@@ -402,7 +453,7 @@ def _dedupe_once(frame: pd.DataFrame, original: pd.DataFrame, pack: Pack, decisi
         review_df = review_df.sort_values(["left_id", "right_id"], kind="mergesort").reset_index(drop=True)
     return DedupeResult(frame=out, clusters=clusters, merge_map=merge_map, losers=losers, review=review_df,
                         changes=concat(changes, CHANGE_COLUMNS), candidate_pairs=len(left), rules=blocks.rules,
-                        auto_pairs=int(auto.sum()), model=model, features=feats, max_block=blocks.max_block)
+                        auto_pairs=int(auto.sum()), model=model, features=feats, max_block=blocks.max_block, reopened=reopen)
 
 
 def _fmt_weight(w: float) -> str:

@@ -34,16 +34,19 @@ class BlockingResult:
     right: np.ndarray
     rules: list[RuleEstimate] = field(default_factory=list)
     max_block: int = 0  # the block-size limit used (the pack's, or tightened to fit the budget)
+    # per rule, the (record positions, block keys) of the blocks over the limit: merges may bring
+    # one under it, and its records then meet for the first time in a later pass
+    oversized: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
 
     @property
     def pairs(self) -> int:
         return len(self.left)
 
 
-def _groups(positions: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _groups(positions: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     codes, _ = pd.factorize(keys)
     order = np.lexsort((positions, codes))
-    return positions[order], codes[order]
+    return positions[order], codes[order], keys[order]
 
 
 def block_sizes(keys: np.ndarray) -> np.ndarray:
@@ -63,19 +66,30 @@ def keyed_rules(features: pd.DataFrame, rules: list[dict[str, Any]]) -> list[tup
     return [(str(rule["id"]), *blocking_keys(features, list(rule["on"]), cache)) for rule in rules]
 
 
-def rule_pairs(positions: np.ndarray, keys: np.ndarray, max_block: int,
-               focus: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int]]:
-    """Pairs within each block of one rule, and (keys, pairs, oversized blocks, records in them).
+RulePairs = tuple[np.ndarray, np.ndarray, tuple[int, int, int, int], tuple[np.ndarray, np.ndarray]]
 
+
+def rule_pairs(positions: np.ndarray, keys: np.ndarray, max_block: int, focus: np.ndarray | None = None,
+               opened: np.ndarray | None = None) -> RulePairs:
+    """Pairs within each block of one rule, (keys, pairs, oversized blocks, records in them), and
+    the (positions, keys) of the records in oversized blocks.
+
+    With ``focus`` (a mask of records), only the pairs that touch a focus record, plus every
+    pair of a block holding an ``opened`` record (a block that has newly come under the limit).
     Exact for any subset of the rows that holds whole blocks — so a distributed engine can run it
     on each partition after shuffling by block key and add the counts up.
     """
-    pos, codes = _groups(positions, keys)
+    pos, codes, sorted_keys = _groups(positions, keys)
     sizes = np.bincount(codes) if len(codes) else np.zeros(0, dtype=np.int64)
+    big = sizes[codes] > max_block if len(codes) else np.zeros(0, dtype=bool)
+    oversized = (pos[big], sorted_keys[big])
+    open_blocks = np.zeros(len(sizes), dtype=bool)
     if focus is not None and len(codes):
         hot_blocks = np.zeros(len(sizes), dtype=bool)
         hot_blocks[codes[focus[pos]]] = True
-        sel = hot_blocks[codes]
+        if opened is not None:
+            open_blocks[codes[opened[pos]]] = True
+        sel = (hot_blocks | open_blocks)[codes]
         pos, codes = pos[sel], codes[sel]
     too_big = sizes > max_block
     keep = ~too_big[codes] if len(codes) else np.zeros(0, dtype=bool)
@@ -89,10 +103,29 @@ def rule_pairs(positions: np.ndarray, keys: np.ndarray, max_block: int,
         if not same.any():
             break
         a, b = pos[:-k][same], pos[k:][same]
+        if focus is not None:  # pairs of two other records in a focus block were compared before
+            near = focus[a] | focus[b] | open_blocks[codes[k:][same]]
+            a, b = a[near], b[near]
         lefts.append(np.minimum(a, b))
         rights.append(np.maximum(a, b))
     left, right = np.concatenate(lefts).astype(np.int64), np.concatenate(rights).astype(np.int64)
-    return left, right, (int((sizes > 0).sum()), len(left), int(too_big.sum()), int(sizes[too_big].sum()))
+    return left, right, (int((sizes > 0).sum()), len(left), int(too_big.sum()), int(sizes[too_big].sum())), oversized
+
+
+def reopened(oversized: list[tuple[np.ndarray, np.ndarray]], gone: np.ndarray, max_block: int) -> list[np.ndarray]:
+    """Per rule, the positions of the records in blocks over ``max_block`` that fit without the
+    records ``gone`` (a mask of positions), given each rule's oversized (positions, keys)."""
+    out: list[np.ndarray] = []
+    for positions, keys in oversized:
+        if not len(keys):
+            out.append(np.zeros(0, dtype=np.int64))
+            continue
+        codes, _ = pd.factorize(keys)
+        stays = ~gone[positions]
+        kept = np.bincount(codes[stays], minlength=int(codes.max()) + 1)
+        fits = (kept <= max_block) & (kept >= 2)
+        out.append(np.sort(positions[fits[codes] & stays]))
+    return out
 
 
 def union_pairs(lefts: list[np.ndarray], rights: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -137,19 +170,23 @@ def fit_block_size(sizes: list[np.ndarray], max_block: int, max_pairs: int) -> i
 
 
 def candidate_pairs(features: pd.DataFrame, rules: list[dict[str, Any]], max_block: int,
-                    budget: Budget | None = None, focus: np.ndarray | None = None) -> BlockingResult:
+                    budget: Budget | None = None, focus: np.ndarray | None = None,
+                    opened: list[np.ndarray | None] | None = None) -> BlockingResult:
     """Union of every rule's pairs. ``budget(keyed, max_block)`` is asked before any pair is made
-    and returns the block-size limit to use; with ``focus`` (a mask of records) only blocks
-    holding a focus record yield pairs."""
+    and returns the block-size limit to use; with ``focus`` (a mask of records) only pairs
+    touching a focus record, and those of the blocks holding a record ``opened`` (per rule, a
+    mask) — see :func:`rule_pairs`."""
     lefts: list[np.ndarray] = []
     rights: list[np.ndarray] = []
     estimates = []
     keyed = keyed_rules(features, rules)
     max_block = check_budget(keyed, max_block, budget)
-    for rule_id, positions, keys in keyed:
-        left, right, counts = rule_pairs(positions, keys, max_block, focus)
+    oversized = []
+    for r, (rule_id, positions, keys) in enumerate(keyed):
+        left, right, counts, big = rule_pairs(positions, keys, max_block, focus, opened[r] if opened else None)
         lefts.append(left)
         rights.append(right)
         estimates.append(RuleEstimate(rule_id, *counts))
+        oversized.append(big)
     left, right = union_pairs(lefts, rights)
-    return BlockingResult(left, right, estimates, max_block)
+    return BlockingResult(left, right, estimates, max_block, oversized)

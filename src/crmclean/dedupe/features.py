@@ -19,6 +19,9 @@ from crmclean.model import member
 from crmclean.normalize.name import GENERATIONAL
 
 SHARED_COLUMNS = ("email", "phone", "mobile", "place")
+# the frame columns build_features reads: a record equal on these has the same features
+FEATURE_INPUTS = ("first_name", "last_name", "suffix", "email", "phone", "mobile", "postal_code", "city", "street_1",
+                  "_company_key", "company_name", "job_title", "_object")
 _LETTERS = re.compile(r"[^a-z ]+")
 _DIGITS = re.compile(r"\D+")
 
@@ -150,12 +153,21 @@ def build_features(frame: pd.DataFrame, role_locals: frozenset[str] = frozenset(
     # plain object columns: pair work indexes them millions of times, and numpy object arrays
     # index, compare and hash far faster than Arrow-backed strings from Python
     f = f.astype({c: object for c in f.columns if f[c].dtype != bool})
-    f.attrs["shared"] = shared if shared is not None else shared_values(f, min_people)
+    f.attrs["shared"] = Shared(shared) if shared is not None else shared_values(f, min_people)
     _apply_shared(f, f.attrs["shared"])
     return f
 
 
-def shared_values(f: pd.DataFrame, min_people: int = 3) -> dict[str, frozenset[str]]:
+class Shared(dict[str, frozenset[str]]):
+    """Shared values per column, kept in the features' ``attrs``. pandas deep-copies ``attrs``
+    into every frame or column derived from the features — at a million records, hundreds of
+    thousands of strings per access. The sets are never changed, so a copy is the same object."""
+
+    def __deepcopy__(self, memo: dict[int, object]) -> Shared:
+        return self
+
+
+def shared_values(f: pd.DataFrame, min_people: int = 3) -> Shared:
     """Emails, phones and street addresses used by several *different* people: shared lines and
     business premises (a head office, a switchboard), not personal evidence.
 
@@ -164,7 +176,7 @@ def shared_values(f: pd.DataFrame, min_people: int = 3) -> dict[str, frozenset[s
     """
     from crmclean.dedupe.compare import names_conflict
 
-    out: dict[str, frozenset[str]] = {}
+    out = Shared()
     for col in SHARED_COLUMNS:
         vals = f[col].to_numpy(dtype=object)
         has = (vals != "") & (f["fn_first"].to_numpy(dtype=object) != "")
