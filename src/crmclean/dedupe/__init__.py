@@ -61,7 +61,10 @@ class DedupeResult:
     model: Model | None = None
     features: pd.DataFrame | None = None
     max_block: int = 0  # block-size limit used (the pack's, or tightened to fit the pair budget)
-    reopened: list[np.ndarray] = field(default_factory=list)  # per blocking rule, ids in blocks the merges brought under the limit
+    # what a further pass must look at again (see dedupe): per blocking rule, the ids in blocks
+    # the merges brought under the size limit; and the records a further pass must compare again
+    reopened: list[np.ndarray] = field(default_factory=list)
+    retouch: frozenset[str] = frozenset()
 
 
 def dedupe_settings(pack: Pack) -> dict[str, object]:
@@ -145,51 +148,17 @@ def dedupe(frame: pd.DataFrame, original: pd.DataFrame, pack: Pack, decisions: p
     # later passes reuse the fitted model and look only at pairs that touch a record the last
     # pass changed, and at blocks its merges brought under the size limit: every other pair was
     # already compared with the same values
-    touched = _retouch(frame, result)
-    opened = result.reopened
+    touched, opened = result.retouch, result.reopened
     for _ in range(MAX_PASSES - 1):
         if not touched and not any(len(o) for o in opened):
             break
-        before = result.frame
-        again = _dedupe_once(before, original, pack, decisions, model=result.model, focus=touched, previous=result.features,
+        again = _dedupe_once(result.frame, original, pack, decisions, model=result.model, focus=touched, previous=result.features,
                              engine=engine, block_limit=result.max_block, opened=opened)
         if not len(again.merge_map):
             break
         result = _compose(frame, original, result, again, touched)
-        touched, opened = _retouch(before, again), again.reopened
+        touched, opened = again.retouch, again.reopened
     return replace(result, features=None)  # the features served the passes; a caller holding the result need not hold them
-
-
-def _retouch(before: pd.DataFrame, result: DedupeResult) -> frozenset[str]:
-    """The records a further pass must compare again, by record id.
-
-    A survivor whose golden values leave every column the features read as they were has the
-    same comparison levels with every record as in the pass just made, so comparing it again
-    cannot change a decision — unless the chain guard held back one of its pairs (with the
-    cluster now one golden record, that pair is judged afresh). And a block too large to pair
-    may fit once its merged-away records are gone: its records meet for the first time (those
-    blocks are ``result.reopened``, paired whole by the next pass). So: survivors whose golden
-    values changed a feature column, and the (current) records at either end of a chain-guarded
-    pair.
-    """
-    survivors = pd.Index(result.merge_map["survivor_id"].drop_duplicates(), dtype=object)
-    if not len(survivors):
-        return frozenset()
-    after = result.frame
-    at_before = pd.Index(before[RECORD_ID].astype(str)).get_indexer(survivors)
-    at_after = pd.Index(after[RECORD_ID].astype(str)).get_indexer(survivors)
-    changed = np.zeros(len(survivors), dtype=bool)
-    for col in FEATURE_INPUTS:
-        if col in before and col in after:
-            was = before[col].iloc[at_before].fillna("").astype(str).to_numpy(dtype=object)
-            now = after[col].iloc[at_after].fillna("").astype(str).to_numpy(dtype=object)
-            changed |= was != now
-    out = set(survivors[changed])
-    chained = result.review[result.review["guard"] == "CHAIN_GUARD"]
-    if len(chained):
-        survivor_of = dict(zip(result.merge_map["loser_id"], result.merge_map["survivor_id"], strict=True))
-        out.update(survivor_of.get(r, r) for r in pd.concat([chained["left_id"], chained["right_id"]]).tolist())
-    return frozenset(out)
 
 
 def _compose(frame: pd.DataFrame, original: pd.DataFrame, first: DedupeResult, second: DedupeResult,
@@ -200,29 +169,28 @@ def _compose(frame: pd.DataFrame, original: pd.DataFrame, first: DedupeResult, s
     Pass two compared only pairs touching ``focus``; so the review queue is pass two's pairs
     plus pass one's pairs whose records (or the survivors they merged into) are not in focus —
     those pass two did not judge again, and a person must still see them."""
-    final = dict(zip(second.merge_map["loser_id"], second.merge_map["survivor_id"], strict=True))
+    # ids as object arrays and lookups by Index: a million ids iterated out of Arrow-backed
+    # columns into dicts cost seconds per pass
     mm1 = first.merge_map.copy()
-    mm1["survivor_id"] = np.array([final.get(s, s) for s in mm1["survivor_id"].tolist()], dtype=object)
+    mm1["survivor_id"] = _standing(mm1["survivor_id"], second.merge_map)
     merge_map = pd.concat([mm1, second.merge_map], ignore_index=True)
     ids = frame[RECORD_ID].astype(str).to_numpy(dtype=object)
-    where = pd.Index(ids)
-    loser_at = where.get_indexer(merge_map["loser_id"].to_numpy(dtype=object))
+    loser_at = pd.Index(ids).get_indexer(merge_map["loser_id"].to_numpy(dtype=object))
     final_survivor = ids.copy()
     final_survivor[loser_at] = merge_map["survivor_id"].to_numpy(dtype=object)
     cids = first.clusters["cluster_id"].to_numpy(dtype=object).copy()
-    touched = np.flatnonzero(member(final_survivor, frozenset(final.values())))
+    touched = np.flatnonzero(member(final_survivor, frozenset(second.merge_map["survivor_id"].to_numpy(dtype=object).tolist())))
     if len(touched):
         cids[touched] = cluster_ids(ids[touched], pd.factorize(final_survivor[touched])[0])
     merge_map["cluster_id"] = cids[loser_at]
     merge_map = merge_map.sort_values(["survivor_id", "loser_id"], kind="mergesort").reset_index(drop=True)
-    orig_ids = original[RECORD_ID].astype(str)
-    survivor_of = dict(zip(merge_map["loser_id"], merge_map["survivor_id"], strict=True))
-    losers = original[member(orig_ids, survivor_of)]
-    losers["survivor_id"] = np.array([survivor_of[r] for r in losers[RECORD_ID].astype(str).tolist()], dtype=object)
-    first_survivor = dict(zip(first.merge_map["loser_id"], first.merge_map["survivor_id"], strict=True))
+    orig_ids = original[RECORD_ID].astype(str).to_numpy(dtype=object)
+    at = pd.Index(merge_map["loser_id"].to_numpy(dtype=object)).get_indexer(orig_ids)
+    losers = original[at >= 0]
+    losers["survivor_id"] = merge_map["survivor_id"].to_numpy(dtype=object)[at[at >= 0]]
     r1 = first.review
-    judged = np.array([first_survivor.get(a, a) in focus or first_survivor.get(b, b) in focus
-                       for a, b in zip(r1["left_id"].tolist(), r1["right_id"].tolist(), strict=True)], dtype=bool)
+    judged = (member(_standing(r1["left_id"], first.merge_map), focus) | member(_standing(r1["right_id"], first.merge_map), focus)
+              if len(r1) else np.zeros(0, dtype=bool))
     review = pd.concat([r1[~judged], second.review], ignore_index=True) if len(r1) else second.review
     if len(review):  # a pair of a reopened block may have been judged through another rule: pass two's word stands
         review = review.drop_duplicates(["left_id", "right_id"], keep="last")
@@ -232,6 +200,14 @@ def _compose(frame: pd.DataFrame, original: pd.DataFrame, first: DedupeResult, s
                         candidate_pairs=first.candidate_pairs + second.candidate_pairs, rules=first.rules,
                         auto_pairs=first.auto_pairs + second.auto_pairs, model=second.model, features=second.features,
                         max_block=first.max_block)
+
+
+def _standing(record_ids: pd.Series, merge_map: pd.DataFrame) -> np.ndarray:
+    """Each id, or the survivor it merged into per ``merge_map`` (loser_id → survivor_id)."""
+    values = record_ids.to_numpy(dtype=object)
+    at = pd.Index(merge_map["loser_id"].to_numpy(dtype=object)).get_indexer(values)
+    out: np.ndarray = np.where(at >= 0, merge_map["survivor_id"].to_numpy(dtype=object)[np.maximum(at, 0)], values) if len(merge_map) else values
+    return out
 
 
 def _features(frame: pd.DataFrame, roles: frozenset[str], previous: pd.DataFrame | None, focus: frozenset[str] | None,
@@ -275,7 +251,13 @@ def _dedupe_once(frame: pd.DataFrame, original: pd.DataFrame, pack: Pack, decisi
     release_memory()  # the features' transient strings
     opened_at: list[np.ndarray | None] | None = None
     if opened is not None and hot is not None:
-        opened_at = [member(ids, frozenset(o.tolist())) for o in opened]
+        where = pd.Index(ids)
+        opened_at = []
+        for o in opened:
+            mask = np.zeros(n, dtype=bool)
+            at = where.get_indexer(pd.Index(o, dtype=object))
+            mask[at[at >= 0]] = True
+            opened_at.append(mask)
     blocks = engine.candidate_pairs(feats, rules, max_block, budget if focus is None else None, hot, opened_at)
     left, right = blocks.left, blocks.right
     release_memory()  # the per-rule key and pair arrays
@@ -390,6 +372,16 @@ def _dedupe_once(frame: pd.DataFrame, original: pd.DataFrame, pack: Pack, decisi
     surv = surv_of_label.reindex(ranked["_label"].to_numpy()).to_numpy()
     is_loser = members != surv
     loser_pos, loser_surv = members[is_loser], surv[is_loser]
+    # A survivor whose golden values leave every column the features read as they were compares
+    # with every record as it did in this pass — unless the chain guard held back one of its
+    # pairs (with the cluster now one golden record, that pair is judged afresh). So a further
+    # pass compares again the survivors whose golden values changed a feature column, and the
+    # records now standing for either end of a chain-guarded pair.
+    retouch = set(prov.loc[member(prov["field"], FEATURE_INPUTS), "record_id"].astype(str))
+    if refused.any():
+        chain_ends = np.concatenate([left[a_idx[refused]], right[a_idx[refused]]])
+        standing = surv_of_label.reindex(labels[chain_ends]).to_numpy()
+        retouch.update(ids[np.where(pd.isna(standing), chain_ends, standing).astype(np.int64)].tolist())
 
     # merge map: each loser, its survivor, and the strongest auto edge that pulled it in (the
     # most probable of the loser's auto edges; on a tie, the first in pair order)
@@ -416,9 +408,9 @@ def _dedupe_once(frame: pd.DataFrame, original: pd.DataFrame, pack: Pack, decisi
         "match_weight": [_fmt_weight(w) for w in weights.tolist()],
         "evidence": edge_evidence,
     }) if len(loser_pos) else pd.DataFrame({c: pd.Series([], dtype=object) for c in MERGE_MAP_COLUMNS})
-    surv_of_loser = dict(zip(ids[loser_pos], ids[loser_surv], strict=True))
-    losers = original[member(original[RECORD_ID].astype(str), surv_of_loser)]
-    losers["survivor_id"] = losers[RECORD_ID].astype(str).map(surv_of_loser)
+    at = pd.Index(ids[loser_pos]).get_indexer(original[RECORD_ID].astype(str).to_numpy(dtype=object))
+    losers = original[at >= 0]
+    losers["survivor_id"] = ids[loser_surv][at[at >= 0]]
 
     # account merges: contacts pointing at a merged-away account now point at its survivor
     changes = [prov]
@@ -453,7 +445,8 @@ def _dedupe_once(frame: pd.DataFrame, original: pd.DataFrame, pack: Pack, decisi
         review_df = review_df.sort_values(["left_id", "right_id"], kind="mergesort").reset_index(drop=True)
     return DedupeResult(frame=out, clusters=clusters, merge_map=merge_map, losers=losers, review=review_df,
                         changes=concat(changes, CHANGE_COLUMNS), candidate_pairs=len(left), rules=blocks.rules,
-                        auto_pairs=int(auto.sum()), model=model, features=feats, max_block=blocks.max_block, reopened=reopen)
+                        auto_pairs=int(auto.sum()), model=model, features=feats, max_block=blocks.max_block, reopened=reopen,
+                        retouch=frozenset(retouch))
 
 
 def _fmt_weight(w: float) -> str:
