@@ -432,7 +432,7 @@ def _dedupe_once(frame: pd.DataFrame, original: pd.DataFrame, pack: Pack, decisi
             out.loc[hit, "account_ref"] = new
     keep = np.ones(n, dtype=bool)
     keep[loser_pos] = False
-    reopen = [ids[at] for at in reopened(blocks.oversized, ~keep, blocks.max_block)]
+    reopen = [ids[positions] for positions in reopened(blocks.oversized, ~keep, blocks.max_block)]
     out = out[keep].reset_index(drop=True)
 
     r_idx = np.flatnonzero(review)

@@ -160,8 +160,8 @@ def build_features(frame: pd.DataFrame, role_locals: frozenset[str] = frozenset(
 
 class Shared(dict[str, frozenset[str]]):
     """Shared values per column, kept in the features' ``attrs``. pandas deep-copies ``attrs``
-    into every frame or column derived from the features — at a million records, hundreds of
-    thousands of strings per access. The sets are never changed, so a copy is the same object."""
+    into every frame or column derived from the features — thousands of strings per column
+    access at 100k records. The sets are never changed, so a copy is the same object."""
 
     def __deepcopy__(self, memo: dict[int, object]) -> Shared:
         return self
