@@ -184,13 +184,10 @@ def _compose(frame: pd.DataFrame, original: pd.DataFrame, first: DedupeResult, s
         cids[touched] = cluster_ids(ids[touched], pd.factorize(final_survivor[touched])[0])
     merge_map["cluster_id"] = cids[loser_at]
     merge_map = merge_map.sort_values(["survivor_id", "loser_id"], kind="mergesort").reset_index(drop=True)
-    orig_ids = original[RECORD_ID].astype(str).to_numpy(dtype=object)
-    at = pd.Index(merge_map["loser_id"].to_numpy(dtype=object)).get_indexer(orig_ids)
-    losers = original[at >= 0]
-    losers["survivor_id"] = merge_map["survivor_id"].to_numpy(dtype=object)[at[at >= 0]]
+    losers = _losers(original, merge_map["loser_id"].to_numpy(dtype=object), merge_map["survivor_id"].to_numpy(dtype=object))
     r1 = first.review
-    judged = (member(_standing(r1["left_id"], first.merge_map), focus) | member(_standing(r1["right_id"], first.merge_map), focus)
-              if len(r1) else np.zeros(0, dtype=bool))
+    ends = member(_standing(pd.concat([r1["left_id"], r1["right_id"]], ignore_index=True), first.merge_map), focus)
+    judged = ends[:len(r1)] | ends[len(r1):]
     review = pd.concat([r1[~judged], second.review], ignore_index=True) if len(r1) else second.review
     if len(review):  # a pair of a reopened block may have been judged through another rule: pass two's word stands
         review = review.drop_duplicates(["left_id", "right_id"], keep="last")
@@ -200,6 +197,14 @@ def _compose(frame: pd.DataFrame, original: pd.DataFrame, first: DedupeResult, s
                         candidate_pairs=first.candidate_pairs + second.candidate_pairs, rules=first.rules,
                         auto_pairs=first.auto_pairs + second.auto_pairs, model=second.model, features=second.features,
                         max_block=first.max_block)
+
+
+def _losers(original: pd.DataFrame, loser_ids: np.ndarray, survivor_ids: np.ndarray) -> pd.DataFrame:
+    """The losers' rows of ``original`` (input order) with the id of the survivor each merged into."""
+    at = pd.Index(loser_ids).get_indexer(original[RECORD_ID].astype(str).to_numpy(dtype=object))
+    losers: pd.DataFrame = original[at >= 0]
+    losers["survivor_id"] = survivor_ids[at[at >= 0]]
+    return losers
 
 
 def _standing(record_ids: pd.Series, merge_map: pd.DataFrame) -> np.ndarray:
@@ -408,9 +413,7 @@ def _dedupe_once(frame: pd.DataFrame, original: pd.DataFrame, pack: Pack, decisi
         "match_weight": [_fmt_weight(w) for w in weights.tolist()],
         "evidence": edge_evidence,
     }) if len(loser_pos) else pd.DataFrame({c: pd.Series([], dtype=object) for c in MERGE_MAP_COLUMNS})
-    at = pd.Index(ids[loser_pos]).get_indexer(original[RECORD_ID].astype(str).to_numpy(dtype=object))
-    losers = original[at >= 0]
-    losers["survivor_id"] = ids[loser_surv][at[at >= 0]]
+    losers = _losers(original, ids[loser_pos], ids[loser_surv])
 
     # account merges: contacts pointing at a merged-away account now point at its survivor
     changes = [prov]
