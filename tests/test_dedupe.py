@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import random
+import sys
+from pathlib import Path
 
 import networkx as nx
 import numpy as np
@@ -311,6 +313,26 @@ def test_comparison_shared_out_to_forked_workers_equals_one_pass(monkeypatch: py
     for fld in fields(Comparison):
         if fld.name != "levels":
             assert np.array_equal(getattr(shared, fld.name), getattr(whole, fld.name)), fld.name
+
+
+def test_feature_columns_hold_one_string_per_distinct_value(tmp_path: Path) -> None:
+    """The features are object columns (the pair work indexes them millions of times) in which
+    equal values are one Python string: a string per row costs about a gigabyte at a million."""
+    from crmclean.normalize import NormalizeContext, normalize
+    from crmclean.pipeline import load_inputs
+
+    sys.path.insert(0, str(Path(__file__).parents[1]))
+    from bench.synth import generate, write_csv
+
+    write_csv(generate(600, seed=4), "hubspot", tmp_path / "s.csv")
+    loaded = load_inputs([tmp_path / "s.csv"])
+    f = build_features(normalize(loaded.frame, load_pack("default"), NormalizeContext(loaded.sources), workers=1).frame)
+    text = [c for c in f.columns if f[c].dtype != bool]
+    assert len(text) >= 18
+    for c in text:
+        values = f[c].to_numpy()
+        assert values.dtype == object, c
+        assert len({id(v) for v in values}) == len(set(values.tolist())), c
 
 
 def test_common_nicknames_missing_upstream_are_supplemented() -> None:

@@ -42,10 +42,22 @@ def _factorize(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return codes, np.asarray(uniques, dtype=object)  # not Arrow's slow __iter__
 
 
-def _umap(series: pd.Series, fn: Any) -> np.ndarray:
+def _umap(series: pd.Series, fn: Any, text: bool = True) -> np.ndarray:
+    """``fn`` of each value, called once per distinct value. Text results are shared: equal
+    results are one object (``text=False`` for any other kind of result)."""
     codes, uniques = _factorize(series)
-    results: np.ndarray = np.array([fn(u) for u in uniques], dtype=object)
-    return results[codes] if len(codes) else np.empty(0, dtype=object)
+    results = [fn(u) for u in uniques]
+    table = _one_object_each(np.array(results, dtype=object)) if text else np.empty(len(results), dtype=object)
+    if not text:
+        table[:] = results
+    return table[codes] if len(codes) else np.empty(0, dtype=object)
+
+
+def _one_object_each(values: np.ndarray) -> np.ndarray:
+    """``values`` with equal strings made one object (two spellings may fold to one value)."""
+    codes, uniques = factorize_text(values)
+    out: np.ndarray = uniques[codes] if len(codes) else values
+    return out
 
 
 def _fold_many(values: np.ndarray) -> np.ndarray:
@@ -86,9 +98,20 @@ def _street_keys(values: np.ndarray, folded: np.ndarray) -> np.ndarray:
     return out
 
 
+def _objects(values: pd.Series | pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Text as an object array in which equal values are one Python string (a column with few
+    distinct values costs a pointer per row, not a string per row)."""
+    if isinstance(values, pd.Series):
+        values = pa.array(values.array) if hasattr(values.array, "__arrow_array__") else pa.array(values.to_numpy(dtype=object))
+    arr = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+    codes, uniques = factorize_text(arr)
+    out: np.ndarray = uniques[codes] if len(codes) else np.empty(0, dtype=object)
+    return out
+
+
 def _folded(series: pd.Series) -> np.ndarray:
     codes, uniques = _factorize(series)
-    folded: np.ndarray = _fold_many(uniques)[codes]
+    folded: np.ndarray = _one_object_each(_fold_many(uniques))[codes]
     return folded
 
 
@@ -116,43 +139,49 @@ def build_features(frame: pd.DataFrame, role_locals: frozenset[str] = frozenset(
     address on ``min_people`` different people is shared (the pack's
     ``dedupe.shared_contact_min_names``).
     """
+    n = len(frame)
     fn = _folded(frame["first_name"])
     ln = _folded(frame["last_name"])
-    f = pd.DataFrame(index=frame.index)
-    f["fn"] = fn
-    f["ln"] = ln
-    f["fn_first"] = _umap(pd.Series(fn), lambda s: s.split(" ")[0] if s else "")
-    f["fn_initial"] = f["fn"].str[:1]
-    f["fn_known"] = member(f["fn_first"], known_names())
-    f["ln_phon"] = _umap(pd.Series(ln), lambda s: jellyfish.metaphone(s.replace(" ", "")) if s else "")
-    f["suffix"] = _umap(frame["suffix"], _suffix_key)
-    email = frame["email"].astype(str)
+    fn_first = _umap(pd.Series(fn, dtype=object), lambda s: s.split(" ")[0] if s else "")
+    email = frame["email"].astype(str).fillna("")
     valid = email.str.contains("@", regex=False) & ~email.str.contains(" ", regex=False)
-    f["email"] = email.where(valid, "").str.casefold()
+    emails = _objects(email.where(valid, "").str.casefold())
     # the local part before any "+tag", without dots: the text before the first "@" or "+"
-    emails = pa.array(f["email"].fillna("").to_numpy(dtype=object), type=pa.large_string())
-    local = pc.extract_regex(emails, "^(?P<l>[^@+]*)").field("l")
-    f["email_local"] = pc.replace_substring(local, ".", "").to_numpy(zero_copy_only=False)
-    f["email_role"] = member(f["email_local"], role_locals) & (f["email"] != "").to_numpy()
-    f["phone"] = _umap(frame["phone"], _phone_key)
-    f["mobile"] = _umap(frame["mobile"], _phone_key)
-    f["zip5"] = frame["postal_code"].astype(str).str[:5].where(frame["postal_code"].astype(str).str.match(r"^\d{5}"), "")
-    f["city"] = _folded(frame["city"])
+    local = pc.extract_regex(pa.array(emails, type=pa.large_string()), "^(?P<l>[^@+]*)").field("l")
+    email_local = _objects(pc.replace_substring(local, ".", ""))
+    postal = frame["postal_code"].astype(str).fillna("")
+    zip5 = _objects(postal.str[:5].where(postal.str.match(r"^\d{5}"), ""))
+    city = _folded(frame["city"])
     codes, streets = _factorize(frame["street_1"])
-    street_folds = _fold_many(streets)
-    f["street"] = street_folds[codes]
-    f["street_key"] = _street_keys(streets, street_folds)[codes]
+    street_folds = _one_object_each(_fold_many(streets))
+    street_key = _one_object_each(_street_keys(streets, street_folds))[codes]
     # the street address as one key: house number and street, in one ZIP (or, without a ZIP, one city)
-    area = f["zip5"].where(f["zip5"] != "", f["city"])
-    f["place"] = (f["street_key"] + "|" + area).where((f["street_key"] != "") & (area != ""), "")
-    f["company"] = frame["_company_key"].astype(str) if "_company_key" in frame else _folded(frame["company_name"])
-    f["title"] = _folded(frame["job_title"])
-    f["object"] = frame["_object"].astype(str)
-    f["full_sorted"] = np.where((f["fn"] != "") & (f["ln"] != ""),
-                                _umap(pd.Series(f["fn_first"] + " " + f["ln"]), lambda s: " ".join(sorted(s.split()))), "")
-    # plain object columns: pair work indexes them millions of times, and numpy object arrays
-    # index, compare and hash far faster than Arrow-backed strings from Python
-    f = f.astype({c: object for c in f.columns if f[c].dtype != bool})
+    area = np.where(zip5 != "", zip5, city)
+    place = _objects(pd.Series(street_key + "|" + area, dtype=object).where((street_key != "") & (area != ""), ""))
+    both = (fn != "") & (ln != "")
+    full_sorted = np.full(n, "", dtype=object)
+    full_sorted[both] = _umap(pd.Series(fn_first[both] + " " + ln[both], dtype=object), lambda s: " ".join(sorted(s.split())))
+    columns: dict[str, np.ndarray] = {
+        "fn": fn, "ln": ln, "fn_first": fn_first,
+        "fn_initial": _umap(pd.Series(fn, dtype=object), lambda s: s[:1]),
+        "fn_known": member(fn_first, known_names()),
+        "ln_phon": _umap(pd.Series(ln, dtype=object), lambda s: jellyfish.metaphone(s.replace(" ", "")) if s else ""),
+        "suffix": _umap(frame["suffix"], _suffix_key),
+        "email": emails, "email_local": email_local,
+        "email_role": member(email_local, role_locals) & (emails != ""),
+        "phone": _umap(frame["phone"], _phone_key), "mobile": _umap(frame["mobile"], _phone_key),
+        "zip5": zip5, "city": city, "street": street_folds[codes], "street_key": street_key, "place": place,
+        "company": _objects(frame["_company_key"].astype(str)) if "_company_key" in frame else _folded(frame["company_name"]),
+        "title": _folded(frame["job_title"]),
+        "object": _objects(frame["_object"].astype(str)),
+        "full_sorted": full_sorted,
+    }
+    # plain object columns, each distinct value one Python string: pair work indexes them millions
+    # of times, and numpy object arrays index, compare and hash far faster than Arrow-backed
+    # strings from Python (a str caches its hash; equal values that are one object compare by
+    # identity). pandas 3 would infer its Arrow-backed str for text, and converting that back
+    # gives every row its own string: at a million records, about a gigabyte more.
+    f = pd.DataFrame({c: pd.Series(v, index=frame.index, dtype=bool if v.dtype == bool else object) for c, v in columns.items()})
     f.attrs["shared"] = Shared(shared) if shared is not None else shared_values(f, min_people)
     _apply_shared(f, f.attrs["shared"])
     return f
@@ -243,7 +272,7 @@ def blocking_keys(f: pd.DataFrame, on: list[str], cache: dict[str, np.ndarray] |
             both = np.concatenate([f["phone"].to_numpy(dtype=object), f["mobile"].to_numpy(dtype=object)])
             cur = (np.concatenate([pos, pos]), _codes(both))
         elif col == "first_name_canonical":
-            names = _umap(f["fn_first"], blocking_names)
+            names = _umap(f["fn_first"], blocking_names, text=False)
             lens = np.fromiter((len(x) for x in names), dtype=np.int64, count=n)
             cur = (np.repeat(pos, lens), _codes(np.array([k for x in names for k in x], dtype=object)))
         else:
