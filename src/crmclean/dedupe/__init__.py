@@ -25,7 +25,7 @@ from crmclean.dedupe.blocking import (
     reopened,
 )
 from crmclean.dedupe.cluster import cluster_ids, resolve
-from crmclean.dedupe.compare import compare, names_conflict
+from crmclean.dedupe.compare import Comparison, compare, names_conflict, take
 from crmclean.dedupe.features import FEATURE_INPUTS, build_features
 from crmclean.dedupe.score import (
     Model,
@@ -233,16 +233,30 @@ def _features(frame: pd.DataFrame, roles: frozenset[str], previous: pd.DataFrame
     return out
 
 
-def _dedupe_once(frame: pd.DataFrame, original: pd.DataFrame, pack: Pack, decisions: pd.DataFrame | None = None,
-                 model: Model | None = None, focus: frozenset[str] | None = None, previous: pd.DataFrame | None = None,
-                 engine: Engine = LOCAL, block_limit: int = 0, opened: list[np.ndarray] | None = None) -> DedupeResult:
-    settings = dedupe_settings(pack)
-    n = len(frame)
-    ids = frame[RECORD_ID].astype(str).to_numpy(dtype=object)
-    roles = frozenset(pack.get("normalize", "email", "role_locals", default=[]))
-    feats = _features(frame, roles, previous, focus, int(settings["shared_contact_min_names"]))  # type: ignore[call-overload]
-    if "_rid" not in feats:
-        feats["_rid"] = pd.Series(ids, dtype=object, index=feats.index)
+@dataclass
+class _Judged:
+    """What a pass keeps of its pair list. The pair arrays themselves (levels, probabilities,
+    guards: about a gigabyte at a million records) are gone before survivorship copies columns."""
+
+    labels: np.ndarray  # a cluster label per record position
+    review: pd.DataFrame  # the grey-zone pairs, as review.csv lists them
+    chain_ends: np.ndarray  # record positions at either end of a pair the chain guard held back
+    best_end: np.ndarray  # sorted positions of the records with an auto edge
+    best_prob: np.ndarray  # ... the probability, weight and comparison of that record's strongest auto edge
+    best_weight: np.ndarray
+    best_cmp: Comparison
+    candidate_pairs: int
+    auto_pairs: int
+    model: Model
+    rules: list[RuleEstimate]
+    max_block: int
+    oversized: list[tuple[np.ndarray, np.ndarray]]
+
+
+def _judge(feats: pd.DataFrame, ids: np.ndarray, settings: dict[str, object], decisions: pd.DataFrame | None, model: Model | None,
+           focus: frozenset[str] | None, engine: Engine, block_limit: int, opened: list[np.ndarray] | None) -> _Judged:
+    """Block, compare, score, guard and resolve one pass's pairs into clusters."""
+    n = len(ids)
     rules = list(settings["blocking"])  # type: ignore[call-overload]
     max_block = int(settings["max_block_size"])  # type: ignore[call-overload]
     max_pairs = int(settings["max_pairs"])  # type: ignore[call-overload]
@@ -354,6 +368,46 @@ def _dedupe_once(frame: pd.DataFrame, original: pd.DataFrame, pack: Pack, decisi
         why[a_idx[refused]] = "CHAIN_GUARD"
         auto[a_idx[refused]] = False
 
+    # merge map edges: each record's strongest auto edge (the most probable; on a tie, the first
+    # in pair order). The survivors are not known yet, so every record with an auto edge gets one.
+    final_auto = np.flatnonzero(auto)
+    ends = np.concatenate([left[final_auto], right[final_auto]])
+    edges = np.concatenate([final_auto, final_auto])
+    order = np.lexsort((edges, -prob[edges], ends))
+    ends, edges = ends[order], edges[order]
+    first = np.r_[True, ends[1:] != ends[:-1]] if len(ends) else np.zeros(0, dtype=bool)
+    best_end, best_edge = ends[first], edges[first]
+
+    r_idx = np.flatnonzero(review)
+    review_df = pd.DataFrame({
+        "left_id": ids[left[r_idx]], "right_id": ids[right[r_idx]],
+        "score": [f"{p:.6f}" for p in prob[r_idx]], "match_weight": [_fmt_weight(w) for w in weight[r_idx]],
+        "evidence": evidence(cmp, r_idx) if len(r_idx) else [], "guard": why[r_idx], "decision": "",
+    }) if len(r_idx) else pd.DataFrame({c: pd.Series([], dtype=object) for c in REVIEW_COLUMNS})
+    if len(review_df):
+        review_df = review_df.sort_values(["left_id", "right_id"], kind="mergesort").reset_index(drop=True)
+    return _Judged(labels=labels, review=review_df,
+                   chain_ends=np.concatenate([left[a_idx[refused]], right[a_idx[refused]]]),
+                   best_end=best_end, best_prob=prob[best_edge], best_weight=weight[best_edge], best_cmp=take(cmp, best_edge),
+                   candidate_pairs=len(left), auto_pairs=len(final_auto), model=model, rules=blocks.rules,
+                   max_block=blocks.max_block, oversized=blocks.oversized)
+
+
+def _dedupe_once(frame: pd.DataFrame, original: pd.DataFrame, pack: Pack, decisions: pd.DataFrame | None = None,
+                 model: Model | None = None, focus: frozenset[str] | None = None, previous: pd.DataFrame | None = None,
+                 engine: Engine = LOCAL, block_limit: int = 0, opened: list[np.ndarray] | None = None) -> DedupeResult:
+    settings = dedupe_settings(pack)
+    n = len(frame)
+    ids = frame[RECORD_ID].astype(str).to_numpy(dtype=object)
+    roles = frozenset(pack.get("normalize", "email", "role_locals", default=[]))
+    feats = _features(frame, roles, previous, focus, int(settings["shared_contact_min_names"]))  # type: ignore[call-overload]
+    if "_rid" not in feats:
+        feats["_rid"] = pd.Series(ids, dtype=object, index=feats.index)
+    judged = _judge(feats, ids, settings, decisions, model, focus, engine, block_limit, opened)
+    release_memory()  # the pair arrays
+    labels = judged.labels
+    obj = feats["object"].to_numpy(dtype=object)
+
     # cluster ids from the smallest record id in each cluster: stable across runs. A later pass
     # names only its merged clusters: _compose names every cluster of the composed result.
     if focus is None:
@@ -383,28 +437,21 @@ def _dedupe_once(frame: pd.DataFrame, original: pd.DataFrame, pack: Pack, decisi
     # pass compares again the survivors whose golden values changed a feature column, and the
     # records now standing for either end of a chain-guarded pair.
     retouch = set(prov.loc[member(prov["field"], FEATURE_INPUTS), "record_id"].astype(str))
-    if refused.any():
-        chain_ends = np.concatenate([left[a_idx[refused]], right[a_idx[refused]]])
+    chain_ends = judged.chain_ends
+    if len(chain_ends):
         standing = surv_of_label.reindex(labels[chain_ends]).to_numpy()
         retouch.update(ids[np.where(pd.isna(standing), chain_ends, standing).astype(np.int64)].tolist())
 
-    # merge map: each loser, its survivor, and the strongest auto edge that pulled it in (the
-    # most probable of the loser's auto edges; on a tie, the first in pair order)
-    final_auto = np.flatnonzero(auto)
-    ends = np.concatenate([left[final_auto], right[final_auto]])
-    edges = np.concatenate([final_auto, final_auto])
-    order = np.lexsort((edges, -prob[edges], ends))
-    ends, edges = ends[order], edges[order]
-    first = np.r_[True, ends[1:] != ends[:-1]] if len(ends) else np.zeros(0, dtype=bool)
-    best_end, best_edge = ends[first], edges[first]
+    # merge map: each loser, its survivor, and the strongest auto edge that pulled it in
+    best_end = judged.best_end
     at = np.minimum(np.searchsorted(best_end, loser_pos), max(len(best_end) - 1, 0))
     found = (best_end[at] == loser_pos) if len(best_end) else np.zeros(len(loser_pos), dtype=bool)
-    k_of = best_edge[at[found]]
+    k_of = at[found]
     scores, weights = np.ones(len(loser_pos)), np.full(len(loser_pos), np.inf)
     edge_evidence = np.full(len(loser_pos), "decision=merge", dtype=object)  # as before: the text for a loser without an auto edge
     if found.any():
-        scores[found], weights[found] = prob[k_of], weight[k_of]
-        edge_evidence[found] = evidence(cmp, k_of)
+        scores[found], weights[found] = judged.best_prob[k_of], judged.best_weight[k_of]
+        edge_evidence[found] = evidence(judged.best_cmp, k_of)
     merge_map = pd.DataFrame({
         "loser_id": ids[loser_pos],
         "survivor_id": ids[loser_surv],
@@ -435,20 +482,11 @@ def _dedupe_once(frame: pd.DataFrame, original: pd.DataFrame, pack: Pack, decisi
             out.loc[hit, "account_ref"] = new
     keep = np.ones(n, dtype=bool)
     keep[loser_pos] = False
-    reopen = [ids[positions] for positions in reopened(blocks.oversized, ~keep, blocks.max_block)]
+    reopen = [ids[positions] for positions in reopened(judged.oversized, ~keep, judged.max_block)]
     out = out[keep].reset_index(drop=True)
-
-    r_idx = np.flatnonzero(review)
-    review_df = pd.DataFrame({
-        "left_id": ids[left[r_idx]], "right_id": ids[right[r_idx]],
-        "score": [f"{p:.6f}" for p in prob[r_idx]], "match_weight": [_fmt_weight(w) for w in weight[r_idx]],
-        "evidence": evidence(cmp, r_idx) if len(r_idx) else [], "guard": why[r_idx], "decision": "",
-    }) if len(r_idx) else pd.DataFrame({c: pd.Series([], dtype=object) for c in REVIEW_COLUMNS})
-    if len(review_df):
-        review_df = review_df.sort_values(["left_id", "right_id"], kind="mergesort").reset_index(drop=True)
-    return DedupeResult(frame=out, clusters=clusters, merge_map=merge_map, losers=losers, review=review_df,
-                        changes=concat(changes, CHANGE_COLUMNS), candidate_pairs=len(left), rules=blocks.rules,
-                        auto_pairs=int(auto.sum()), model=model, features=feats, max_block=blocks.max_block, reopened=reopen,
+    return DedupeResult(frame=out, clusters=clusters, merge_map=merge_map, losers=losers, review=judged.review,
+                        changes=concat(changes, CHANGE_COLUMNS), candidate_pairs=judged.candidate_pairs, rules=judged.rules,
+                        auto_pairs=judged.auto_pairs, model=judged.model, features=feats, max_block=judged.max_block, reopened=reopen,
                         retouch=frozenset(retouch))
 
 

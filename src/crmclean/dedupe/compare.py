@@ -55,6 +55,12 @@ def concat_comparisons(parts: list[Comparison]) -> Comparison:
                       **{name: np.concatenate([getattr(p, name) for p in parts]) for name in arrays})
 
 
+def take(cmp: Comparison, at: np.ndarray) -> Comparison:
+    """The comparison of the pairs at ``at`` (positions in the pair list)."""
+    arrays = [f.name for f in fields(Comparison) if f.name != "levels"]
+    return Comparison(levels={c: lv[at] for c, lv in cmp.levels.items()}, **{name: getattr(cmp, name)[at] for name in arrays})
+
+
 GARBLED_NAME_MIN = 65  # token-sort ratio of two full names for a garbled spelling of one name
 
 _RAPIDFUZZ_WORKERS = [-1]  # every core; 1 inside a worker process of a parallel comparison
