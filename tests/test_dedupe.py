@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from crmclean.dedupe import dedupe, read_decisions
 from crmclean.dedupe.cluster import cluster_id, components, resolve
 from crmclean.dedupe.compare import (
+    Comparison,
     compare,
     first_level,
     first_level_one,
@@ -596,6 +597,31 @@ def test_a_block_the_merges_bring_under_the_limit_is_paired_in_the_next_pass() -
     assert sorted(zip(res.merge_map["loser_id"], res.merge_map["survivor_id"], strict=True)) == [("R2", "R1"), ("R4", "R3")]
     # a grey-zone pair the later pass did not look at again stays in the review queue
     assert list(zip(res.review["left_id"], res.review["right_id"], strict=True)) == [("R5", "R6")]
+
+
+def test_a_later_pass_does_not_compare_again_a_pair_judged_with_the_same_values() -> None:
+    # the street-zip block {R2, R3, R4} is over the limit of 2; R2 merges into R1 by email and the
+    # block reopens as {R3, R4}: a pair the surname rule already compared, of two records unchanged
+    from crmclean.engine import Engine
+
+    class Counting(Engine):
+        compared: list[int] = []
+
+        def compare(self, features: pd.DataFrame, left: np.ndarray, right: np.ndarray) -> Comparison:
+            self.compared.append(len(left))
+            return super().compare(features, left, right)
+
+    doe = {"first_name": "John", "last_name": "Doe", "email": "", "phone": "", "street_1": "9 Elm Street",
+           "city": "Springfield", "state": "IL", "postal_code": "62704"}
+    rows = [{**BASE, "last_activity_at": "2025-01-01"}, {**BASE, "street_1": "9 Elm Street", "last_activity_at": "2020-01-01"},
+            doe, {**doe, "first_name": "Jane"}]
+    rules = [{"id": "email", "on": ["email"]}, {"id": "street-zip", "on": ["street_key", "zip5"]}, {"id": "surname", "on": ["last_name"]}]
+    frame = canonical(rows)
+    engine = Counting()
+    res = dedupe(frame, frame, _pack_with(max_block_size=2, blocking=rules), engine=engine)
+    assert list(zip(res.merge_map["loser_id"], res.merge_map["survivor_id"], strict=True)) == [("R2", "R1")]
+    assert engine.compared[0] == 2  # (R1, R2) by email and surname, (R3, R4) by surname
+    assert engine.compared[1:] == [0]  # the reopened block's one pair was judged with these values
 
 
 def test_pairs_in_focus_and_in_reopened_blocks_equal_brute_force() -> None:

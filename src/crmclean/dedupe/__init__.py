@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from crmclean.dedupe.arrays import sorted_unique
 from crmclean.dedupe.blocking import (
@@ -39,7 +41,7 @@ from crmclean.dedupe.score import (
 from crmclean.dedupe.survive import golden_records, rank_members
 from crmclean.engine import LOCAL, Engine
 from crmclean.errors import InputError, UsageError
-from crmclean.model import CHANGE_COLUMNS, RECORD_ID, changes_frame, concat, member
+from crmclean.model import CHANGE_COLUMNS, RECORD_ID, STR, changes_frame, concat, member
 from crmclean.procs import release_memory
 from crmclean.rules.packs import Pack
 
@@ -65,6 +67,9 @@ class DedupeResult:
     # the merges brought under the size limit; and the records a further pass must compare again
     reopened: list[np.ndarray] = field(default_factory=list)
     retouch: frozenset[str] = frozenset()
+    # the pairs judged with the records' present values, as sorted keys left * len(frame) + right
+    # over positions in ``frame``: a further pass does not compare them again
+    compared: np.ndarray | None = None
 
 
 def dedupe_settings(pack: Pack) -> dict[str, object]:
@@ -153,12 +158,14 @@ def dedupe(frame: pd.DataFrame, original: pd.DataFrame, pack: Pack, decisions: p
         if not touched and not any(len(o) for o in opened):
             break
         again = _dedupe_once(result.frame, original, pack, decisions, model=result.model, focus=touched, previous=result.features,
-                             engine=engine, block_limit=result.max_block, opened=opened)
+                             engine=engine, block_limit=result.max_block, opened=opened,
+                             compared=result.compared)
+        result = replace(result, features=None, compared=None)  # the next pass holds its own: one set in memory, not two
         if not len(again.merge_map):
             break
         result = _compose(frame, original, result, again, touched)
         touched, opened = again.retouch, again.reopened
-    return replace(result, features=None)  # the features served the passes; a caller holding the result need not hold them
+    return replace(result, features=None, compared=None)  # they served the passes; a caller holding the result need not hold them
 
 
 def _compose(frame: pd.DataFrame, original: pd.DataFrame, first: DedupeResult, second: DedupeResult,
@@ -196,7 +203,7 @@ def _compose(frame: pd.DataFrame, original: pd.DataFrame, first: DedupeResult, s
                         losers=losers, review=review, changes=concat([first.changes, second.changes], CHANGE_COLUMNS),
                         candidate_pairs=first.candidate_pairs + second.candidate_pairs, rules=first.rules,
                         auto_pairs=first.auto_pairs + second.auto_pairs, model=second.model, features=second.features,
-                        max_block=first.max_block)
+                        max_block=first.max_block, compared=second.compared)
 
 
 def _losers(original: pd.DataFrame, loser_ids: np.ndarray, survivor_ids: np.ndarray) -> pd.DataFrame:
@@ -251,10 +258,12 @@ class _Judged:
     rules: list[RuleEstimate]
     max_block: int
     oversized: list[tuple[np.ndarray, np.ndarray]]
+    compared: np.ndarray  # the pairs judged with the records' present values (see DedupeResult)
 
 
 def _judge(feats: pd.DataFrame, ids: np.ndarray, settings: dict[str, object], decisions: pd.DataFrame | None, model: Model | None,
-           focus: frozenset[str] | None, engine: Engine, block_limit: int, opened: list[np.ndarray] | None) -> _Judged:
+           focus: frozenset[str] | None, engine: Engine, block_limit: int, opened: list[np.ndarray] | None,
+           compared: np.ndarray | None) -> _Judged:
     """Block, compare, score, guard and resolve one pass's pairs into clusters."""
     n = len(ids)
     rules = list(settings["blocking"])  # type: ignore[call-overload]
@@ -284,6 +293,18 @@ def _judge(feats: pd.DataFrame, ids: np.ndarray, settings: dict[str, object], de
     obj = feats["object"].to_numpy(dtype=object)
     keep_pair = obj[left] == obj[right]
     left, right = left[keep_pair], right[keep_pair]
+    # Every pair this pass generated is, after it, judged with the records' present values —
+    # now, or by an earlier pass when neither record has changed since (the model is the same):
+    # those are not compared again.
+    keys = left * n + right
+    if compared is None or hot is None:
+        judged_keys = sorted_unique(keys)
+    else:
+        again = _within(keys, compared) & ~hot[left] & ~hot[right]
+        left, right = left[~again], right[~again]
+        stale = hot[compared // n] | hot[compared % n]
+        judged_keys = sorted_unique(np.concatenate([compared[~stale], keys]))
+    del keys
 
     if focus is None:
         cmp = engine.compare(feats, left, right)
@@ -390,12 +411,22 @@ def _judge(feats: pd.DataFrame, ids: np.ndarray, settings: dict[str, object], de
                    chain_ends=np.concatenate([left[a_idx[refused]], right[a_idx[refused]]]),
                    best_end=best_end, best_prob=prob[best_edge], best_weight=weight[best_edge], best_cmp=take(cmp, best_edge),
                    candidate_pairs=len(left), auto_pairs=len(final_auto), model=model, rules=blocks.rules,
-                   max_block=blocks.max_block, oversized=blocks.oversized)
+                   max_block=blocks.max_block, oversized=blocks.oversized, compared=judged_keys)
+
+
+def _within(values: np.ndarray, pool: np.ndarray) -> np.ndarray:
+    """Which ``values`` are in ``pool`` (sorted int64)."""
+    if not len(pool):
+        return np.zeros(len(values), dtype=bool)
+    at = np.minimum(np.searchsorted(pool, values), len(pool) - 1)
+    found: np.ndarray = pool[at] == values
+    return found
 
 
 def _dedupe_once(frame: pd.DataFrame, original: pd.DataFrame, pack: Pack, decisions: pd.DataFrame | None = None,
                  model: Model | None = None, focus: frozenset[str] | None = None, previous: pd.DataFrame | None = None,
-                 engine: Engine = LOCAL, block_limit: int = 0, opened: list[np.ndarray] | None = None) -> DedupeResult:
+                 engine: Engine = LOCAL, block_limit: int = 0, opened: list[np.ndarray] | None = None,
+                 compared: np.ndarray | None = None) -> DedupeResult:
     settings = dedupe_settings(pack)
     n = len(frame)
     ids = frame[RECORD_ID].astype(str).to_numpy(dtype=object)
@@ -403,7 +434,7 @@ def _dedupe_once(frame: pd.DataFrame, original: pd.DataFrame, pack: Pack, decisi
     feats = _features(frame, roles, previous, focus, int(settings["shared_contact_min_names"]))  # type: ignore[call-overload]
     if "_rid" not in feats:
         feats["_rid"] = pd.Series(ids, dtype=object, index=feats.index)
-    judged = _judge(feats, ids, settings, decisions, model, focus, engine, block_limit, opened)
+    judged = _judge(feats, ids, settings, decisions, model, focus, engine, block_limit, opened, compared)
     release_memory()  # the pair arrays
     labels = judged.labels
     obj = feats["object"].to_numpy(dtype=object)
@@ -422,13 +453,13 @@ def _dedupe_once(frame: pd.DataFrame, original: pd.DataFrame, pack: Pack, decisi
                           list(pack.get("dedupe", "survivorship", "survivor", default=["most_recent_activity", "most_complete", "oldest_created"])),
                           list(pack.get("dedupe", "survivorship", "source_priority", default=[])))
     golden, prov = golden_records(ranked, dict(pack.get("dedupe", "survivorship", "fields", default={})))
-    out = frame.reset_index(drop=True)  # copy-on-write: the columns golden values land in are copied, no others
-    if len(golden):
-        out.loc[golden.index, golden.columns.drop("_label").intersection(out.columns)] = golden[golden.columns.drop("_label").intersection(out.columns)]
+    out = _set_rows(frame.reset_index(drop=True), golden[golden.columns.drop("_label").intersection(frame.columns)]) if len(golden) else frame.reset_index(drop=True)
+    del golden
     survivor_pos = ranked.groupby("_label", sort=False).head(1)
     surv_of_label = pd.Series(survivor_pos.index.to_numpy(), index=survivor_pos["_label"].to_numpy())
     members = ranked.index.to_numpy()
     surv = surv_of_label.reindex(ranked["_label"].to_numpy()).to_numpy()
+    del ranked, survivor_pos
     is_loser = members != surv
     loser_pos, loser_surv = members[is_loser], surv[is_loser]
     # A survivor whose golden values leave every column the features read as they were compares
@@ -484,10 +515,44 @@ def _dedupe_once(frame: pd.DataFrame, original: pd.DataFrame, pack: Pack, decisi
     keep[loser_pos] = False
     reopen = [ids[positions] for positions in reopened(judged.oversized, ~keep, judged.max_block)]
     out = out[keep].reset_index(drop=True)
+    # the judged pairs between records still standing, as positions in ``out`` (a monotone
+    # renumbering: the keys stay sorted)
+    at_out = np.cumsum(keep) - 1
+    lo, hi = judged.compared // n, judged.compared % n
+    alive = keep[lo] & keep[hi]
+    compared_out = at_out[lo[alive]] * len(out) + at_out[hi[alive]]
+    del lo, hi, alive
     return DedupeResult(frame=out, clusters=clusters, merge_map=merge_map, losers=losers, review=judged.review,
                         changes=concat(changes, CHANGE_COLUMNS), candidate_pairs=judged.candidate_pairs, rules=judged.rules,
                         auto_pairs=judged.auto_pairs, model=judged.model, features=feats, max_block=judged.max_block, reopened=reopen,
-                        retouch=frozenset(retouch))
+                        retouch=frozenset(retouch), compared=compared_out)
+
+
+def _set_rows(frame: pd.DataFrame, values: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with the rows of ``values`` (indexed by position) in place of its own. Only the
+    columns where a value differs are replaced, text columns in Arrow: ``.loc`` would copy every
+    column and take Arrow text through Python objects (about 700 MB at a million records)."""
+    rows = values.index.to_numpy()
+    order = np.argsort(rows, kind="stable")
+    rows = rows[order]
+    mask = np.zeros(len(frame), dtype=bool)
+    mask[rows] = True
+    out = frame.copy(deep=False)
+    for c in values.columns:
+        new, cur = values[c].iloc[order], frame[c].iloc[rows]
+        if frame[c].dtype == STR and new.dtype == STR:
+            a, b = pa.array(cur.array), pa.array(new.array).cast(pa.array(cur.array).type)
+            same = pc.or_kleene(pc.equal(a, b), pc.and_(pc.is_null(a), pc.is_null(b))).fill_null(False)
+            if pc.all(same).as_py():
+                continue
+            whole = pa.array(frame[c].array)
+            replaced = pc.replace_with_mask(whole, pa.array(mask), b.cast(whole.type))
+            out[c] = pd.Series(STR.__from_arrow__(replaced), index=frame.index)  # type: ignore[attr-defined]  # pandas' Arrow protocol
+        elif not np.array_equal(cur.to_numpy(), new.to_numpy()):
+            column = frame[c].to_numpy(copy=True)
+            column[rows] = new.to_numpy()
+            out[c] = pd.Series(column, index=frame.index, dtype=frame[c].dtype)
+    return out
 
 
 def _fmt_weight(w: float) -> str:
