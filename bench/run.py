@@ -128,28 +128,33 @@ def one(size: int, seed: int, stages: list[str], engine: str) -> dict[str, objec
             out["signal_accuracy"] = signal_accuracy(pred, truth[truth["record_id"].isin(pred.index)])
         eng.close()
         out["peak_mb_stages"] = round(peak_mb())
-    if "dedupe_cmd" in stages:  # what `crmclean dedupe` does: load, normalize, dedupe, all outputs in memory
-        t = time.perf_counter()
-        result = run(RunOptions(inputs=[csv_path], outdir=None, as_of=AS_OF, target="salesforce", stages=("normalize", "dedupe"), engine=engine))
-        out["dedupe_cmd_s"] = round(time.perf_counter() - t, 2)
-        out["dedupe_cmd_timings"] = result.timings
-        out["peak_mb_dedupe_cmd"] = round(peak_mb())
-    if "run" in stages:
-        t = time.perf_counter()
-        result = run(RunOptions(inputs=[csv_path], outdir=None, as_of=AS_OF, target="salesforce", engine=engine))
-        total = time.perf_counter() - t
-        outdir = DATA / f"out-{size}"
+    if "dedupe_cmd" in stages:  # what `crmclean dedupe -o OUTDIR` does: load, normalize, dedupe, write the outputs
         import shutil
 
         from crmclean.export.publish import Staging
 
-        t2 = time.perf_counter()
+        outdir = DATA / f"out-dedupe-{size}"
         shutil.rmtree(outdir, ignore_errors=True)
+        t = time.perf_counter()
         st = Staging(outdir)
-        for name, data in result.files.items():
-            st.write_bytes(name, data)
+        result = run(RunOptions(inputs=[csv_path], outdir=outdir, as_of=AS_OF, target="salesforce", stages=("normalize", "dedupe"), engine=engine),
+                     staging=st)
         st.publish({})
-        total += time.perf_counter() - t2
+        out["dedupe_cmd_s"] = round(time.perf_counter() - t, 2)
+        out["dedupe_cmd_timings"] = result.timings
+        out["peak_mb_dedupe_cmd"] = round(peak_mb())
+    if "run" in stages:  # what `crmclean run -o OUTDIR` does: each file written to staging as made, then published
+        import shutil
+
+        from crmclean.export.publish import Staging
+
+        outdir = DATA / f"out-{size}"
+        shutil.rmtree(outdir, ignore_errors=True)
+        t = time.perf_counter()
+        st = Staging(outdir)
+        result = run(RunOptions(inputs=[csv_path], outdir=outdir, as_of=AS_OF, target="salesforce", engine=engine), staging=st)
+        st.publish({})
+        total = time.perf_counter() - t
         out["run_s"] = round(total, 2)
         out["run_timings"] = result.timings
         out["run_rows_per_s"] = int(records / total)

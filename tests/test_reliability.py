@@ -448,6 +448,34 @@ def csv_rows(text: str) -> list[list[str]]:
     return list(csv.reader(io.StringIO(text, newline="")))
 
 
+def test_a_run_failing_after_some_files_were_written_publishes_nothing(tmp_path, monkeypatch):
+    """The files go to the staging directory as the run makes them: a failure after the first of
+    them leaves the previous outputs as they were and no staging directory behind."""
+    from typer.testing import CliRunner
+
+    from crmclean.cli import app
+    from crmclean.export import report
+    from crmclean.export.publish import verify
+
+    sample = Path(__file__).resolve().parent.parent / "samples" / "zoho_leads.csv"
+    out = tmp_path / "out"
+    assert CliRunner().invoke(app, ["run", str(sample), "-o", str(out), "--as-of", "2026-11-01"]).exit_code in (0, 1)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    written: list[str] = []
+
+    def fail(*_a, **_k):
+        written.extend(p.name for p in tmp_path.iterdir() if ".staging-" in p.name for _ in p.iterdir())
+        raise RuntimeError("injected")
+
+    monkeypatch.setattr(report, "render_report", fail)  # the last file a run makes
+    r = CliRunner().invoke(app, ["run", str(sample), "-o", str(out), "--as-of", "2026-11-02"])
+    assert r.exit_code not in (0, 1)
+    assert len(written) > 5  # the other files were in the staging directory when the run failed
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    verify(out)
+    assert not [p for p in tmp_path.iterdir() if ".staging-" in p.name]
+
+
 # --- T10: I/O faults while publishing ---------------------------------------------------------
 
 @pytest.mark.parametrize("fail_at", [0, 3, 8, 13])  # the 14th write is the manifest

@@ -262,35 +262,36 @@ def _pipeline(
 
     def execute() -> Any:
         started = time.perf_counter()
-        with render.progress(f"crmclean {command}", total=6) as bar:
-            result = run(opts, progress=lambda stage: bar.advance(1, f"{command}: {stage}"))
-        for stage, seconds in result.timings.items():
-            log.event("stage", stage=stage, seconds=seconds)
-        if publish and not dry_run and output is not None:
-            staging = Staging(output)
-            try:
-                for name, data in result.files.items():
-                    staging.write_bytes(name, data)
+        # the files are written into the staging directory as the run makes them; it becomes
+        # OUTDIR on publish, or vanishes with whatever it holds if anything fails
+        staging = Staging(output) if publish and not dry_run and output is not None else None
+        try:
+            with render.progress(f"crmclean {command}", total=6) as bar:
+                result = run(opts, progress=lambda stage: bar.advance(1, f"{command}: {stage}"), staging=staging)
+            for stage, seconds in result.timings.items():
+                log.event("stage", stage=stage, seconds=seconds)
+            if staging is not None:
                 if opts.xlsx:
-                    import io
-
                     import pandas as pd
 
                     from crmclean.export.safe import write_xlsx
 
-                    write_xlsx(staging.path / "clean.xlsx", pd.read_csv(io.BytesIO(result.files["clean.csv"]), dtype=str, keep_default_na=False))
+                    write_xlsx(staging.path / "clean.xlsx", pd.read_csv(staging.path / "clean.csv", dtype=str, keep_default_na=False))
                     staging.add_file("clean.xlsx")
                 staging.publish({"run_id": result.summary["run_id"], "as_of": result.summary["as_of"], "tool": result.summary["versions"]["crmclean"]})
-            except OSError as exc:
-                staging.discard()
-                import errno as _errno
-
-                name = _errno.errorcode.get(exc.errno or 0, "IO")
-                raise InvariantError(f"E-IO-{name}", f"could not write the outputs ({exc.strerror or name})", location=str(output),
-                                     hint="free disk space or fix the permissions; nothing was published and the previous outputs are intact") from None
-            except BaseException:
-                staging.discard()
+        except OSError as exc:
+            if staging is None:
                 raise
+            staging.discard()
+            import errno as _errno
+
+            name = _errno.errorcode.get(exc.errno or 0, "IO")
+            raise InvariantError(f"E-IO-{name}", f"could not write the outputs ({exc.strerror or name})", location=str(output),
+                                 hint="free disk space or fix the permissions; nothing was published and the previous outputs are intact") from None
+        except BaseException:
+            if staging is not None:
+                staging.discard()
+            raise
         log.event("finish", seconds=round(time.perf_counter() - started, 3), states=result.summary["states"], gates_passed=result.gates_passed,
                   failed_gates=[g.gate_id for g in result.gates if not g.passed])
         return result
@@ -316,7 +317,7 @@ def _pipeline(
                           "rows_read": s["rows_read"], "states": s["states"], "lifecycle_reasons": s["lifecycle_reasons"],
                           "findings_by_reason": s["findings_by_reason"], "findings_by_severity": s["findings_by_severity"],
                           "changes": s["changes"], "dedupe": s["dedupe"], "gates": s["gates"], "gates_passed": s["gates_passed"],
-                          "files": sorted(result.files) if publish else [], "timings": result.timings})
+                          "files": sorted(result.names) if publish else [], "timings": result.timings})
     else:
         _human_summary(command, result, output if publish and not dry_run else None, dry_run)
     raise typer.Exit(int(ExitCode.OK) if result.gates_passed else int(ExitCode.GATE_FAILED))
@@ -341,7 +342,7 @@ def _human_summary(command: str, result: Any, output: Path | None, dry_run: bool
         else:
             render.error("FAIL " + line)
     if dry_run:
-        render.info("dry run: nothing was written; would write " + ", ".join(sorted(result.files)))
+        render.info("dry run: nothing was written; would write " + ", ".join(sorted(result.names)))
     elif output is not None:
         render.info(f"wrote {output}/ (clean.csv, report.html, ledger.csv, …)")
     render.info("all quality gates passed" if result.gates_passed else "quality gates failed (exit 1)")

@@ -16,6 +16,7 @@ import pyarrow as pa
 
 from crmclean.engine import Engine
 from crmclean.errors import InvariantError, UsageError
+from crmclean.export.publish import Staging
 from crmclean.io import LoadOptions, RawTable, load_table
 from crmclean.io.mapping import SourceMapping, map_headers, to_canonical
 from crmclean.model import (
@@ -156,13 +157,31 @@ class RunOptions:
 @dataclass
 class RunResult:
     summary: dict[str, Any]
-    files: dict[str, bytes]
+    files: dict[str, bytes]  # the outputs by name, in memory; empty when they went to a staging directory
     gates: list[Any]
     timings: dict[str, float]
+    names: list[str] = field(default_factory=list)  # every output the run made, in the order made
 
     @property
     def gates_passed(self) -> bool:
         return all(g.passed for g in self.gates)
+
+
+class _Outputs:
+    """Where the run's files go: each straight into ``staging`` as soon as it is made (a file is
+    not held once written: at a million records they add up to ~1.4 GB), or kept in memory."""
+
+    def __init__(self, staging: Staging | None) -> None:
+        self.staging = staging
+        self.files: dict[str, bytes] = {}
+        self.names: list[str] = []
+
+    def __setitem__(self, name: str, data: bytes) -> None:
+        if self.staging is not None:
+            self.staging.write_bytes(name, data)
+        else:
+            self.files[name] = data
+        self.names.append(name)
 
 
 def _row_hashes(table: RawTable) -> list[str]:
@@ -244,15 +263,17 @@ def metrics(summary: dict[str, Any]) -> dict[str, float]:
     return m
 
 
-def run(opts: RunOptions, progress: Callable[[str], None] | None = None) -> RunResult:
-    """load → map → normalize → validate → dedupe & merge → lifecycle → export (pure until publish)."""
+def run(opts: RunOptions, progress: Callable[[str], None] | None = None, staging: Staging | None = None) -> RunResult:
+    """load → map → normalize → validate → dedupe & merge → lifecycle → export. Pure until
+    publish: the files go to ``staging`` as they are made (the caller publishes or discards it),
+    or without it into ``RunResult.files``."""
     from crmclean.engine import make_engine
 
     with make_engine(opts.engine, opts.scheduler) as engine:
-        return _run(opts, engine, progress)
+        return _run(opts, engine, progress, staging)
 
 
-def _run(opts: RunOptions, engine: Engine, progress: Callable[[str], None] | None = None) -> RunResult:
+def _run(opts: RunOptions, engine: Engine, progress: Callable[[str], None] | None = None, staging: Staging | None = None) -> RunResult:
     import time
 
     from crmclean.dedupe import DedupeResult, dedupe, read_decisions
@@ -385,7 +406,7 @@ def _run(opts: RunOptions, engine: Engine, progress: Callable[[str], None] | Non
         raise InvariantError("E-CONSERVATION", "a merged record points at a survivor that is not in the outputs", hint="nothing was published; please report this")
 
     # --- files ---------------------------------------------------------------------------------
-    files: dict[str, bytes] = {}
+    files = _Outputs(staging)
     # only the columns the import files are made of (not the stages' working columns), in input order
     wanted = {*CANONICAL_FIELDS, ROW, RECORD_ID, "_object", "_state", "_source_id"}
     wanted |= {c for t in (*targets.values(), target) for c in (t.data.get("columns") or {})}
@@ -532,4 +553,4 @@ def _run(opts: RunOptions, engine: Engine, progress: Callable[[str], None] | Non
 
     files["report.html"] = render_report(summary, all_changes, dd, working).encode("utf-8")
     lap("export")
-    return RunResult(summary=summary, files=files, gates=gate_results, timings=timings)
+    return RunResult(summary=summary, files=files.files, gates=gate_results, timings=timings, names=files.names)
