@@ -144,34 +144,37 @@ def findings_frame(
 
 
 def concat(frames: list[pd.DataFrame], columns: tuple[str, ...]) -> pd.DataFrame:
-    """The frames' ``columns``, one after the other. A column that is text in every frame (Arrow,
-    categorical or Python strings) without a missing value is Arrow text: a change log of millions
-    of rows concatenated as Python objects costs ~3 GB at a million records, in Arrow a tenth."""
+    """The frames' ``columns``, one after the other. A column that is text in every frame (Arrow
+    or Python strings) without a missing value is Arrow text: a change log of millions of rows
+    concatenated as Python objects costs ~3 GB at a million records, in Arrow a fraction. A
+    column categorical in some frame is plain Python strings, one object per distinct value."""
     frames = [f for f in frames if len(f)]
     if not frames:
         return pd.DataFrame({c: pd.Series([], dtype=object) for c in columns})
     out = pd.concat(frames, ignore_index=True)[list(columns)] if not all(c in f for f in frames for c in columns) else None
     data: dict[str, pd.Series] = {}
     for c in columns:
-        parts = [_arrow_text(f[c]) for f in frames] if out is None else [None]
+        # a categorical part (repeated values: a rule id, a field name) stays one object per value,
+        # shared: 8 bytes a row against a string a row in Arrow
+        categorical = any(isinstance(f[c].dtype, pd.CategoricalDtype) for f in frames) if out is None else True
+        parts = [None] if categorical else [_arrow_text(f[c]) for f in frames]
         if all(p is not None for p in parts):
             data[c] = pd.Series(STR.__from_arrow__(pa.chunked_array(parts, type=pa.large_string())))  # type: ignore[attr-defined]
-        else:  # as pandas concatenates it; categorical values become plain ones
-            col = out[c] if out is not None else pd.concat([f[c] for f in frames], ignore_index=True)
-            data[c] = col.astype(object) if isinstance(col.dtype, pd.CategoricalDtype) else col
+        elif out is None:  # as pandas concatenates it, categorical values as plain ones
+            data[c] = pd.concat([f[c].astype(object) if categorical else f[c] for f in frames], ignore_index=True)
+        else:
+            data[c] = out[c].astype(object) if isinstance(out[c].dtype, pd.CategoricalDtype) else out[c]
     return pd.DataFrame(data)
 
 
 def _arrow_text(series: pd.Series) -> pa.Array | pa.ChunkedArray | None:
     """The column as Arrow large strings, when every value is text (None if one is missing or not text)."""
     try:
-        if isinstance(series.dtype, pd.CategoricalDtype) or hasattr(series.array, "__arrow_array__"):
+        if hasattr(series.array, "__arrow_array__"):
             arr = pa.array(series.array)
         else:
             arr = pa.array(series.to_numpy(dtype=object), type=pa.large_string(), from_pandas=False)
-        if arr.null_count or not (pa.types.is_dictionary(arr.type) or pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
-            return None
-        if pa.types.is_dictionary(arr.type) and not (pa.types.is_string(arr.type.value_type) or pa.types.is_large_string(arr.type.value_type)):
+        if arr.null_count or not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
             return None
         return arr.cast(pa.large_string())
     except (pa.ArrowException, UnicodeError):

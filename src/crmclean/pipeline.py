@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -176,11 +176,12 @@ class _Outputs:
         self.files: dict[str, bytes] = {}
         self.names: list[str] = []
 
-    def __setitem__(self, name: str, data: bytes) -> None:
+    def __setitem__(self, name: str, data: bytes | Iterable[bytes]) -> None:
+        """Take a file, whole or as pieces (written as they are made, never joined)."""
         if self.staging is not None:
             self.staging.write_bytes(name, data)
         else:
-            self.files[name] = data
+            self.files[name] = data if isinstance(data, bytes) else b"".join(data)
         self.names.append(name)
 
 
@@ -277,7 +278,7 @@ def _run(opts: RunOptions, engine: Engine, progress: Callable[[str], None] | Non
     import time
 
     from crmclean.dedupe import DedupeResult, dedupe, read_decisions
-    from crmclean.export.safe import escape_frame, formula_cells, frame_csv_bytes
+    from crmclean.export.safe import escape_frame, formula_cells, frame_csv_bytes, frame_csv_pieces
     from crmclean.export.targets import load_owners, to_target
     from crmclean.gates import evaluate
     from crmclean.lifecycle import LifecycleContext, lifecycle, load_suppression
@@ -440,7 +441,7 @@ def _run(opts: RunOptions, engine: Engine, progress: Callable[[str], None] | Non
             clean = escaped
         enc = tpack.data.get("encoding", "utf-8")
         eol = "\r\n" if tpack.data.get("line_ending") == "crlf" else "\n"
-        files["clean.csv" if k == 0 else f"clean_{obj}.csv"] = frame_csv_bytes(clean, encoding=enc, line_ending=eol)
+        files["clean.csv" if k == 0 else f"clean_{obj}.csv"] = frame_csv_pieces(clean, encoding=enc, line_ending=eol)
         del clean, tgt, part
     fill_after = {c: round(float((exportable[c].astype(str).str.strip() != "").mean()), 4) if len(exportable) else 0.0 for c in CANONICAL_FIELDS if c != RECORD_ID}
     del exportable
@@ -456,8 +457,8 @@ def _run(opts: RunOptions, engine: Engine, progress: Callable[[str], None] | Non
             out[k] = np.asarray(v, dtype=object)[order]
         return pd.concat([out, orig.drop(columns="_row")], axis=1)
 
-    def safe(df: pd.DataFrame) -> bytes:
-        return frame_csv_bytes(escape_frame(df)[0])
+    def safe(df: pd.DataFrame) -> Iterable[bytes]:
+        return frame_csv_pieces(escape_frame(df)[0])
 
     arch = working[working["_state"] == "archived"]
     files["archive.csv"] = safe(with_originals(arch[ROW].to_numpy(), {"reason": arch["_reason"].to_numpy(), "rule_id": arch["_rule_id"].to_numpy(), "reasons": arch["_reasons"].to_numpy()}))
@@ -484,7 +485,7 @@ def _run(opts: RunOptions, engine: Engine, progress: Callable[[str], None] | Non
         files["merged.csv"] = safe(with_originals(np.zeros(0, dtype=np.int64), {"merge_role": empty, "survivor_id": empty, "cluster_id": empty}))
         files["merge_map.csv"] = frame_csv_bytes(pd.DataFrame(columns=["loser_id", "survivor_id", "cluster_id", "score", "match_weight", "evidence"]))
         files["review.csv"] = frame_csv_bytes(dd.review if dd is not None else pd.DataFrame(columns=["left_id", "right_id", "score", "match_weight", "evidence", "guard", "decision"]))
-    files["clusters.csv"] = frame_csv_bytes(pd.DataFrame({"record_id": ids, "cluster_id": cluster_ids}))
+    files["clusters.csv"] = frame_csv_pieces(pd.DataFrame({"record_id": ids, "cluster_id": cluster_ids}))
     all_changes = concat(changes, CHANGE_COLUMNS)
     changes.clear()  # the stages' parts: all_changes holds every row now
     files["changes.csv"] = safe(all_changes)
@@ -492,13 +493,13 @@ def _run(opts: RunOptions, engine: Engine, progress: Callable[[str], None] | Non
     all_findings = concat(findings, FINDING_COLUMNS)
     findings.clear()
     files["findings.csv"] = safe(all_findings)
-    files["ledger.csv"] = frame_csv_bytes(ledger[list(LEDGER_COLUMNS)])
+    files["ledger.csv"] = frame_csv_pieces(ledger[list(LEDGER_COLUMNS)])
     merged_from: dict[str, list[str]] = {}
     for rid, surv, st in zip(ids, survivor, state, strict=True):
         if st == "merged":
             merged_from.setdefault(surv, []).append(rid)
     surv_legacy = dict(zip(ids, legacy, strict=True))
-    files["crosswalk.csv"] = frame_csv_bytes(pd.DataFrame({
+    files["crosswalk.csv"] = frame_csv_pieces(pd.DataFrame({
         "legacy_id": legacy, "record_id": ids, "survivor_id": survivor,
         "survivor_legacy_id": [surv_legacy.get(s, "") for s in survivor],
         "merged_from": [";".join(merged_from.get(r, [])) for r in ids], "state": state,

@@ -19,7 +19,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -125,17 +125,18 @@ class Staging:
             if p.name.startswith(prefix + "staging-") or p.name.startswith(prefix + "old-"):
                 shutil.rmtree(p, ignore_errors=True)
 
-    def write_bytes(self, name: str, data: bytes) -> None:
+    def write_bytes(self, name: str, data: bytes | Iterable[bytes]) -> None:
+        """Write a file (private to the user), whole or piece by piece as the pieces are made."""
         target = self.path / name
+        digest = hashlib.sha256()
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-        except BaseException:
-            raise
-        self.files[name] = hashlib.sha256(data).hexdigest()
+        with os.fdopen(fd, "wb") as fh:
+            for piece in [data] if isinstance(data, bytes) else data:
+                fh.write(piece)
+                digest.update(piece)
+            fh.flush()
+            os.fsync(fh.fileno())
+        self.files[name] = digest.hexdigest()
 
     def add_file(self, name: str) -> None:
         """Register a file written directly into the staging dir (e.g. an .xlsx)."""

@@ -13,7 +13,7 @@ import csv
 import io
 import os
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -185,27 +185,42 @@ CSV_CHUNK_ROWS = 250_000  # records assembled at a time: a change log of million
 
 
 def frame_csv_bytes(frame: pd.DataFrame, *, encoding: str = "utf-8", line_ending: str = "\n") -> bytes:
-    """The frame as CSV, byte for byte what Python's ``csv`` module writes (QUOTE_MINIMAL, with
-    the bare-CR rule of :func:`_csv`). Records are assembled in Arrow, column by column, with no
-    Python object per cell, ``CSV_CHUNK_ROWS`` at a time. A frame with a missing (non-text) cell
-    takes the csv module, which writes what it always has for one."""
+    """The frame as CSV, byte for byte what Python's ``csv`` module writes (see :func:`frame_csv_pieces`)."""
+    return b"".join(frame_csv_pieces(frame, encoding=encoding, line_ending=line_ending))
+
+
+def frame_csv_pieces(frame: pd.DataFrame, *, encoding: str = "utf-8", line_ending: str = "\n") -> Iterator[bytes]:
+    """The frame as CSV in pieces — the header, then ``CSV_CHUNK_ROWS`` records at a time — byte
+    for byte what Python's ``csv`` module writes (QUOTE_MINIMAL, with the bare-CR rule of
+    :func:`_csv`), so a file is written without ever being whole in memory. Records are
+    assembled in Arrow, column by column, with no Python object per cell. The columns are read
+    once first: whether a value holds a CR decides the quoting of the whole file, and a frame
+    with a missing (non-text) cell takes the csv module, which writes what it always has for one."""
     if frame.shape[1] and line_ending in ("\n", "\r\n"):
         header = [str(c) for c in frame.columns]
         try:
-            data = _arrow_csv(frame, header, line_ending, any("\r" in h for h in header))
-            if data is None:  # a value holds a CR: Python's csv then quotes by _SENTINEL's characters
-                data = _arrow_csv(frame, header, line_ending, True)
+            has_cr = any("\r" in h for h in header)
+            for i in range(frame.shape[1]):
+                has_cr = has_cr or bool(pc.any(pc.match_substring(arrow_column(frame.iloc[:, i]), "\r")).as_py())
+            arrow_ok = True
         except (pa.ArrowException, UnicodeError):
-            data = None
-        if data is not None:
-            return data if codecs.lookup(encoding).name == "utf-8" else data.decode("utf-8").encode(encoding)
+            arrow_ok = False
+        if arrow_ok:
+            # another encoding re-encodes each piece (pieces end at record boundaries); one
+            # incremental encoder, so a byte-order mark is written once, at the start
+            encoder = None if codecs.lookup(encoding).name == "utf-8" else codecs.getincrementalencoder(encoding)()
+            for piece in _arrow_csv(frame, header, line_ending, has_cr):
+                yield piece if encoder is None else encoder.encode(piece.decode("utf-8"))
+            if encoder is not None:
+                yield encoder.encode("", final=True)
+            return
     columns = [text_column(frame.iloc[:, i]) for i in range(frame.shape[1])]
-    return _csv(list(frame.columns), lambda: zip(*columns, strict=True) if columns else iter(()), len(frame), encoding, line_ending)
+    yield _csv(list(frame.columns), lambda: zip(*columns, strict=True) if columns else iter(()), len(frame), encoding, line_ending)
 
 
-def _arrow_csv(frame: pd.DataFrame, header: list[str], line_ending: str, has_cr: bool) -> bytes | None:
-    """UTF-8 CSV of the frame, quoting as Python's csv does when the text holds a CR (``has_cr``)
-    or not; None when told there is none and a value holds one."""
+def _arrow_csv(frame: pd.DataFrame, header: list[str], line_ending: str, has_cr: bool) -> Iterator[bytes]:
+    """UTF-8 CSV of the frame in pieces, quoting as Python's csv does when the text holds a CR
+    (``has_cr``) or not."""
     # the characters that make Python's csv quote a field: the delimiter, the quote, and those of
     # the terminator it writes with — with LF records and a CR anywhere, that is _SENTINEL's four
     special = "[,\"\r\n\x00\x01]" if has_cr and line_ending == "\n" else "[,\"\r\n]"
@@ -213,14 +228,12 @@ def _arrow_csv(frame: pd.DataFrame, header: list[str], line_ending: str, has_cr:
     pattern = re.compile(special)
     head = ",".join(f'"{h.replace(chr(34), chr(34) * 2)}"' if pattern.search(h) or (lone and not h) else h for h in header) + line_ending
     quote, empty = pa.scalar('"', _LARGE), pa.scalar("", _LARGE)
-    pieces: list[bytes | memoryview] = [head.encode("utf-8")]
+    yield head.encode("utf-8")
     for start in range(0, len(frame), CSV_CHUNK_ROWS):
         chunk = frame.iloc[start: start + CSV_CHUNK_ROWS]
         cells = []
         for i in range(chunk.shape[1]):
             col = arrow_column(chunk.iloc[:, i])
-            if not has_cr and pc.any(pc.match_substring(col, "\r")).as_py():
-                return None
             need = pc.match_substring_regex(col, special)
             if lone:
                 need = pc.or_(need, pc.equal(col, empty))
@@ -231,8 +244,7 @@ def _arrow_csv(frame: pd.DataFrame, header: list[str], line_ending: str, has_cr:
         cells[-1] = pc.binary_join_element_wise(cells[-1], pa.scalar(line_ending, _LARGE), empty)
         lines = pc.binary_join_element_wise(*cells, pa.scalar(",", _LARGE))
         body, offsets = string_slices(lines)
-        pieces.append(bytes(body[offsets[0]: offsets[-1]]))  # the chunk's Arrow arrays go when the loop moves on
-    return b"".join(pieces)
+        yield bytes(body[offsets[0]: offsets[-1]])  # the chunk's Arrow arrays go when the loop moves on
 
 
 def _csv(header: Sequence[str], rows: Callable[[], Iterable[Sequence[Any]]], count: int, encoding: str, line_ending: str) -> bytes:
