@@ -6,7 +6,7 @@ import datetime as dt
 import hashlib
 import json
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -278,6 +278,7 @@ def _run(opts: RunOptions, engine: Engine, progress: Callable[[str], None] | Non
     import time
 
     from crmclean.dedupe import DedupeResult, dedupe, read_decisions
+    from crmclean.export.report import EXAMPLE_MERGES
     from crmclean.export.safe import escape_frame, formula_cells, frame_csv_bytes, frame_csv_pieces
     from crmclean.export.targets import load_owners, to_target
     from crmclean.gates import evaluate
@@ -340,9 +341,11 @@ def _run(opts: RunOptions, engine: Engine, progress: Callable[[str], None] | Non
         working = dd.frame
         cluster_ids = dd.clusters["cluster_id"].to_numpy(dtype=object)
         if len(dd.merge_map):
-            pos = {rid: i for i, rid in enumerate(ids)}
-            for loser, surv in zip(dd.merge_map["loser_id"], dd.merge_map["survivor_id"], strict=True):
-                survivor[pos[loser]] = surv
+            survivor[pd.Index(ids).get_indexer(dd.merge_map["loser_id"].to_numpy(dtype=object))] = dd.merge_map["survivor_id"].to_numpy(dtype=object)
+        # the export reads the result's merge map and review queue, not its frames: at 1M the
+        # losers' rows and the clusters are ~450 MB (the report shows a few losers' names)
+        shown = member(dd.losers[RECORD_ID], frozenset(dd.merge_map["loser_id"].head(EXAMPLE_MERGES).tolist()))
+        dd = replace(dd, losers=dd.losers[shown], clusters=dd.clusters.iloc[:0], frame=dd.frame.iloc[:0])
     else:
         from crmclean.dedupe.cluster import cluster_id
 

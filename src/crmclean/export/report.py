@@ -83,6 +83,9 @@ def _table(headers: list[str], rows: list[list[Any]], numeric: tuple[int, ...] =
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+EXAMPLE_MERGES = 8  # merges the report shows (the loser rows a run keeps for it)
+
+
 def render_report(summary: dict[str, Any], changes: pd.DataFrame, dedupe: Any, working: pd.DataFrame) -> str:
     s = summary
     states = s["states"]
@@ -128,7 +131,7 @@ def render_report(summary: dict[str, Any], changes: pd.DataFrame, dedupe: Any, w
     sizes = [(f"{k} record(s)", float(v)) for k, v in sorted(d["cluster_sizes"].items(), key=lambda kv: int(kv[0]))]
     out.append("<h3>Cluster sizes</h3>" + bar_chart(sizes, color="#2a9d8f"))
     if dedupe is not None and len(dedupe.merge_map):
-        ex = dedupe.merge_map.head(8)
+        ex = dedupe.merge_map.head(EXAMPLE_MERGES)
         names = working.set_index("record_id")[["first_name", "last_name"]] if len(working) else None
         losers = dedupe.losers.set_index("record_id") if len(dedupe.losers) else None
 

@@ -140,10 +140,13 @@ def escape_frame(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[tuple[int, str
                 new_values.append(new)
         if changed:
             column = out.iloc[:, pos]
-            if _arrow_text(column) is not None:
-                column = column.copy()
-                column.iloc[changed] = new_values
-                out.isetitem(pos, column.array)
+            arrow = _arrow_text(column)
+            if arrow is not None:  # replaced in Arrow: setting cells of an Arrow column goes through Python objects
+                mask = np.zeros(len(column), dtype=bool)
+                mask[changed] = True
+                order = np.argsort(changed, kind="stable")
+                replaced = pc.replace_with_mask(arrow, pa.array(mask), pa.array([new_values[i] for i in order.tolist()], type=_LARGE))
+                out.isetitem(pos, column.dtype.__from_arrow__(replaced))  # type: ignore[union-attr]  # an Arrow-backed dtype (see _arrow_text)
             else:
                 vals = text_column(column).copy()
                 vals[changed] = new_values
