@@ -10,11 +10,12 @@ from crmclean.normalize import NormalizeContext, normalize
 from crmclean.pipeline import RunOptions, load_inputs
 from crmclean.rules.packs import load_pack
 
-# Fitted on the benchmark (2026-11-23, 877f18f: text in Arrow columns, freed heap handed back
-# between stages): the full run peaked at 1,093 MB for 150k records (estimate 1,096) and
-# 8,803 MB for 1.5M records with 19.5M pairs (estimate ~8,840).
-BYTES_PER_CELL = 28  # a cell in Arrow (~20 B) plus the share of it held as Python objects in flight
-BYTES_PER_PAIR = 128  # pair indices, levels, probabilities and evidence while scoring
+# Fitted on the benchmark (2026-11-24, b55d6de: dedupe features sharing strings, pair arrays
+# freed before survivorship, files streamed to staging): the full run peaked at 889 MB for
+# 150k records with 1.5M pairs (estimate 823) and 6,294 MB for 1.5M records with 18.8M pairs
+# (estimate 6,142). A fixed ~250 MB is the interpreter, the libraries and the pack.
+BYTES_PER_CELL = 22  # a cell in Arrow (~20 B) plus the share of it held as Python objects in flight
+BYTES_PER_PAIR = 48  # pair indices, levels, probabilities and guard facts while scoring
 WORKING_COPIES = 4  # raw, canonical, normalized and exported frames alive at the peak
 
 
@@ -26,7 +27,7 @@ def estimate_run(opts: RunOptions) -> dict[str, Any]:
     settings = dedupe_settings(pack)
     pairs = sum(r.pairs for r in rules)
     cells = len(frame) * len(frame.columns)
-    peak = (cells * BYTES_PER_CELL * WORKING_COPIES + pairs * BYTES_PER_PAIR) // (1024 * 1024) + 150
+    peak = (cells * BYTES_PER_CELL * WORKING_COPIES + pairs * BYTES_PER_PAIR) // (1024 * 1024) + 250
     return {
         "records": len(frame),
         "rows_read": loaded.rows_read,
