@@ -541,7 +541,8 @@ def _set_rows(frame: pd.DataFrame, values: pd.DataFrame) -> pd.DataFrame:
     for c in values.columns:
         new, cur = values[c].iloc[order], frame[c].iloc[rows]
         if frame[c].dtype == STR and new.dtype == STR:
-            a, b = pa.array(cur.array), pa.array(new.array).cast(pa.array(cur.array).type)
+            a = pa.array(cur.array)
+            b = pa.array(new.array).cast(a.type)
             same = pc.or_kleene(pc.equal(a, b), pc.and_(pc.is_null(a), pc.is_null(b))).fill_null(False)
             if pc.all(same).as_py():
                 continue
