@@ -197,7 +197,8 @@ def frame_csv_pieces(frame: pd.DataFrame, *, encoding: str = "utf-8", line_endin
     for byte what Python's ``csv`` module writes (QUOTE_MINIMAL, with the bare-CR rule of
     :func:`_csv`), so a file is written without ever being whole in memory. Records are
     assembled in Arrow, column by column, with no Python object per cell. The columns are read
-    once first: whether a value holds a CR decides the quoting of the whole file, and a frame
+    once first, one at a time (a column of Python strings is taken into Arrow for it, then
+    dropped): whether a value holds a CR decides the quoting of the whole file, and a frame
     with a missing (non-text) cell takes the csv module, which writes what it always has for one."""
     if frame.shape[1] and line_ending in ("\n", "\r\n"):
         header = [str(c) for c in frame.columns]
