@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 # Internal identity columns, present in every canonical frame.
 ROW = "_row"  # 0..n-1 over the whole run, stable order: input file order, then line
@@ -151,34 +152,53 @@ def concat(frames: list[pd.DataFrame], columns: tuple[str, ...]) -> pd.DataFrame
     frames = [f for f in frames if len(f)]
     if not frames:
         return pd.DataFrame({c: pd.Series([], dtype=object) for c in columns})
-    out = pd.concat(frames, ignore_index=True)[list(columns)] if not all(c in f for f in frames for c in columns) else None
+    if not all(c in f for f in frames for c in columns):  # a frame without a column: as pandas concatenates them
+        out = pd.concat(frames, ignore_index=True)[list(columns)]
+        return out.astype({c: object for c in columns if isinstance(out[c].dtype, pd.CategoricalDtype)})
     data: dict[str, pd.Series] = {}
     for c in columns:
+        parts = [f[c] for f in frames]
         # a categorical part (repeated values: a rule id, a field name) stays one object per value,
         # shared: 8 bytes a row against a string a row in Arrow
-        categorical = any(isinstance(f[c].dtype, pd.CategoricalDtype) for f in frames) if out is None else True
-        parts = [None] if categorical else [_arrow_text(f[c]) for f in frames]
-        if all(p is not None for p in parts):
-            data[c] = pd.Series(STR.__from_arrow__(pa.chunked_array(parts, type=pa.large_string())))  # type: ignore[attr-defined]
-        elif out is None:  # as pandas concatenates it, categorical values as plain ones
-            data[c] = pd.concat([f[c].astype(object) if categorical else f[c] for f in frames], ignore_index=True)
+        if any(isinstance(p.dtype, pd.CategoricalDtype) for p in parts):
+            data[c] = pd.concat([p.astype(object) for p in parts], ignore_index=True)
+            continue
+        text = [arrow_text(p, convert=True) for p in parts]
+        if all(t is not None for t in text):
+            data[c] = pd.Series(STR.__from_arrow__(pa.chunked_array(text, type=pa.large_string())))  # type: ignore[attr-defined]
         else:
-            data[c] = out[c].astype(object) if isinstance(out[c].dtype, pd.CategoricalDtype) else out[c]
+            data[c] = pd.concat(parts, ignore_index=True)
     return pd.DataFrame(data)
 
 
-def _arrow_text(series: pd.Series) -> pa.Array | pa.ChunkedArray | None:
-    """The column as Arrow large strings, when every value is text (None if one is missing or not text)."""
+def arrow_text(series: pd.Series, convert: bool = False) -> pa.Array | pa.ChunkedArray | None:
+    """The column's text as Arrow large strings, its own (zero-copy) when it is Arrow-backed text;
+    with ``convert``, a column of Python strings is converted. None when a value is missing or
+    not text."""
     try:
-        if hasattr(series.array, "__arrow_array__"):
+        if isinstance(series.dtype, (pd.StringDtype, pd.ArrowDtype)) and hasattr(series.array, "__arrow_array__"):
             arr = pa.array(series.array)
-        else:
+        elif convert:
             arr = pa.array(series.to_numpy(dtype=object), type=pa.large_string(), from_pandas=False)
-        if arr.null_count or not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+        else:
             return None
-        return arr.cast(pa.large_string())
     except (pa.ArrowException, UnicodeError):
         return None
+    if arr.null_count or not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+        return None
+    return arr.cast(pa.large_string()) if pa.types.is_string(arr.type) else arr
+
+
+def replace_text(series: pd.Series, rows: np.ndarray, values: pa.Array) -> Any:
+    """An Arrow-backed text column's array with the cells at positions ``rows`` (any order) set
+    to ``values``, in Arrow: setting cells of an Arrow column through pandas goes by way of
+    Python objects."""
+    whole = pa.array(series.array)
+    whole = whole.combine_chunks() if isinstance(whole, pa.ChunkedArray) else whole
+    order = np.argsort(rows, kind="stable")
+    mask = np.zeros(len(series), dtype=bool)
+    mask[rows] = True
+    return series.dtype.__from_arrow__(pc.replace_with_mask(whole, pa.array(mask), values.take(pa.array(order)).cast(whole.type)))  # type: ignore[union-attr]
 
 
 def member(values: pd.Series | np.ndarray, pool: Collection[Any]) -> np.ndarray:

@@ -41,7 +41,15 @@ from crmclean.dedupe.score import (
 from crmclean.dedupe.survive import golden_records, rank_members
 from crmclean.engine import LOCAL, Engine
 from crmclean.errors import InputError, UsageError
-from crmclean.model import CHANGE_COLUMNS, RECORD_ID, STR, changes_frame, concat, member
+from crmclean.model import (
+    CHANGE_COLUMNS,
+    RECORD_ID,
+    STR,
+    changes_frame,
+    concat,
+    member,
+    replace_text,
+)
 from crmclean.procs import release_memory
 from crmclean.rules.packs import Pack
 
@@ -533,22 +541,15 @@ def _set_rows(frame: pd.DataFrame, values: pd.DataFrame) -> pd.DataFrame:
     columns where a value differs are replaced, text columns in Arrow: ``.loc`` would copy every
     column and take Arrow text through Python objects (about 700 MB at a million records)."""
     rows = values.index.to_numpy()
-    order = np.argsort(rows, kind="stable")
-    rows = rows[order]
-    mask = np.zeros(len(frame), dtype=bool)
-    mask[rows] = True
     out = frame.copy(deep=False)
     for c in values.columns:
-        new, cur = values[c].iloc[order], frame[c].iloc[rows]
+        new, cur = values[c], frame[c].iloc[rows]
         if frame[c].dtype == STR and new.dtype == STR:
             a = pa.array(cur.array)
             b = pa.array(new.array).cast(a.type)
             same = pc.or_kleene(pc.equal(a, b), pc.and_(pc.is_null(a), pc.is_null(b))).fill_null(False)
-            if pc.all(same).as_py():
-                continue
-            whole = pa.array(frame[c].array)
-            replaced = pc.replace_with_mask(whole, pa.array(mask), b.cast(whole.type))
-            out[c] = pd.Series(STR.__from_arrow__(replaced), index=frame.index)  # type: ignore[attr-defined]  # pandas' Arrow protocol
+            if not pc.all(same).as_py():
+                out[c] = pd.Series(replace_text(frame[c], rows, b.combine_chunks() if isinstance(b, pa.ChunkedArray) else b), index=frame.index)
         elif not np.array_equal(cur.to_numpy(), new.to_numpy()):
             column = frame[c].to_numpy(copy=True)
             column[rows] = new.to_numpy()

@@ -47,8 +47,10 @@ def _umap(series: pd.Series, fn: Any, text: bool = True) -> np.ndarray:
     results are one object (``text=False`` for any other kind of result)."""
     codes, uniques = _factorize(series)
     results = [fn(u) for u in uniques]
-    table = _one_object_each(np.array(results, dtype=object)) if text else np.empty(len(results), dtype=object)
-    if not text:
+    if text:
+        table = _one_object_each(np.array(results, dtype=object))
+    else:  # tuples, say: an object array of them, not a 2-D array
+        table = np.empty(len(results), dtype=object)
         table[:] = results
     return table[codes] if len(codes) else np.empty(0, dtype=object)
 

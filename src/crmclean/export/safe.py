@@ -22,6 +22,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pandas.api.types import infer_dtype
 
+from crmclean.model import arrow_text, replace_text
+
 TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 _PLAIN_DATA = re.compile(r"^(?:\+\d{6,15}(?:;ext=\d{1,10})?|[+-]?\d+(?:[.,]\d+)?)$")
 
@@ -65,15 +67,9 @@ def _first_char_hits(vals: np.ndarray) -> np.ndarray:
 
 
 def _arrow_text(series: pd.Series) -> pa.Array | None:
-    """The column's own Arrow text, zero-copy, when it is Arrow-backed text without nulls."""
-    if not isinstance(series.dtype, (pd.StringDtype, pd.ArrowDtype)) or not hasattr(series.array, "__arrow_array__"):
-        return None
-    got = pa.array(series.array)
-    if isinstance(got, pa.ChunkedArray):
-        got = got.combine_chunks()
-    if got.null_count or not (pa.types.is_string(got.type) or pa.types.is_large_string(got.type)):
-        return None
-    return got.cast(_LARGE) if pa.types.is_string(got.type) else got
+    """The column's own Arrow text in one array, when it is Arrow-backed text without nulls."""
+    got = arrow_text(series)
+    return got.combine_chunks() if isinstance(got, pa.ChunkedArray) else got
 
 
 _LARGE = pa.large_string()
@@ -140,13 +136,8 @@ def escape_frame(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[tuple[int, str
                 new_values.append(new)
         if changed:
             column = out.iloc[:, pos]
-            arrow = _arrow_text(column)
-            if arrow is not None:  # replaced in Arrow: setting cells of an Arrow column goes through Python objects
-                mask = np.zeros(len(column), dtype=bool)
-                mask[changed] = True
-                order = np.argsort(changed, kind="stable")
-                replaced = pc.replace_with_mask(arrow, pa.array(mask), pa.array([new_values[i] for i in order.tolist()], type=_LARGE))
-                out.isetitem(pos, column.dtype.__from_arrow__(replaced))  # type: ignore[union-attr]  # an Arrow-backed dtype (see _arrow_text)
+            if _arrow_text(column) is not None:
+                out.isetitem(pos, replace_text(column, np.asarray(changed, dtype=np.int64), pa.array(new_values, type=_LARGE)))
             else:
                 vals = text_column(column).copy()
                 vals[changed] = new_values
