@@ -336,6 +336,66 @@ def test_feature_columns_hold_one_string_per_distinct_value(tmp_path: Path) -> N
         assert len({id(v) for v in values}) == len(set(values.tolist())), c
 
 
+def test_a_later_pass_splices_rebuilt_features_into_the_kept_ones_as_plain_objects(tmp_path: Path) -> None:
+    """A later pass rebuilds the features of the records it looks at again and keeps the rest:
+    the result is what building them all afresh gives, column types included (a frame made of
+    object arrays would be inferred as Arrow text by pandas 3, and every later use of a column
+    would then make a Python string per row)."""
+    from crmclean.dedupe import _features
+    from crmclean.normalize import NormalizeContext, normalize
+    from crmclean.pipeline import load_inputs
+
+    sys.path.insert(0, str(Path(__file__).parents[1]))
+    from bench.synth import generate, write_csv
+
+    write_csv(generate(400, seed=7), "hubspot", tmp_path / "s.csv")
+    loaded = load_inputs([tmp_path / "s.csv"])
+    frame = normalize(loaded.frame, load_pack("default"), NormalizeContext(loaded.sources), workers=1).frame.reset_index(drop=True)
+    ids = frame["record_id"].astype(str)
+    previous = build_features(frame)
+    previous["_rid"] = pd.Series(ids.to_numpy(dtype=object), dtype=object)
+    focus = frozenset(ids.iloc[::7].tolist())
+    spliced = _features(frame, frozenset(), previous, focus)
+    assert list(spliced.columns) == list(previous.columns)
+    assert spliced.dtypes.tolist() == previous.dtypes.tolist()
+    assert spliced.drop(columns="_rid").equals(build_features(frame))
+    assert spliced["_rid"].tolist() == ids.tolist()
+
+
+@given(st.integers(2, 40), st.data())
+@settings(max_examples=200, deadline=None)
+def test_judged_pairs_are_renumbered_to_the_records_that_stay(n: int, data: st.DataObject) -> None:
+    """After a pass drops its losers, the judged pairs between records that stay are renumbered
+    to their new positions (chunk by chunk): still sorted, none lost, none invented."""
+    import crmclean.dedupe as dd
+
+    keep = np.array(data.draw(st.lists(st.booleans(), min_size=n, max_size=n)))
+    pairs = sorted(data.draw(st.sets(st.tuples(st.integers(0, n - 1), st.integers(0, n - 1)).filter(lambda p: p[0] < p[1]), max_size=60)))
+    keys = np.array([a * n + b for a, b in pairs], dtype=np.int64)
+    new = {old: i for i, old in enumerate(np.flatnonzero(keep).tolist())}
+    m = len(new)
+    expected = [new[a] * m + new[b] for a, b in pairs if keep[a] and keep[b]]
+    saved, dd.CHUNK_KEYS = dd.CHUNK_KEYS, data.draw(st.sampled_from([1, 3, 4_000_000]))
+    try:
+        assert dd._renumber(keys, keep).tolist() == expected
+    finally:
+        dd.CHUNK_KEYS = saved
+
+
+def test_keeping_rows_keeps_the_column_types_and_leaves_the_caller_frame_alone() -> None:
+    from crmclean.dedupe import _keep_rows
+    from crmclean.model import STR
+
+    frame = pd.DataFrame({"a": pd.Series(["x", "y", "z"], dtype=STR), "b": pd.Series(["p", None, "r"], dtype=object),
+                          "n": np.array([1, 2, 3]), "t": np.array([True, False, True]), "c": pd.Series(["u", "v", "u"], dtype="category")})
+    source = frame.copy(deep=False)
+    out = _keep_rows(source, np.array([True, False, True]))
+    assert out.dtypes.tolist() == frame.dtypes.tolist() and list(out.columns) == list(frame.columns)
+    assert out.index.equals(pd.RangeIndex(2))
+    assert out.astype(str).values.tolist() == [["x", "p", "1", "True", "u"], ["z", "r", "3", "True", "u"]]
+    assert frame.shape == (3, 5)  # the frame the copy was taken from keeps its columns
+
+
 def test_common_nicknames_missing_upstream_are_supplemented() -> None:
     assert related("barbara", "barb") == 2 and related("katherine", "katie") == 2 and related("catherine", "kate") == 2
     assert related("barbara", "kate") == 0

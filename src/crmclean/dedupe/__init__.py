@@ -157,7 +157,7 @@ def dedupe(frame: pd.DataFrame, original: pd.DataFrame, pack: Pack, decisions: p
     back in the first pass; repeating until a pass merges nothing (at most ``MAX_PASSES``) makes
     ``run`` on its own output merge nothing.
     """
-    result = _dedupe_once(frame, original, pack, decisions, engine=engine)
+    result = _dedupe_once(_Carry(frame), pack, decisions, engine=engine)
     # later passes reuse the fitted model and look only at pairs that touch a record the last
     # pass changed, and at blocks its merges brought under the size limit: every other pair was
     # already compared with the same values
@@ -165,19 +165,40 @@ def dedupe(frame: pd.DataFrame, original: pd.DataFrame, pack: Pack, decisions: p
     for _ in range(MAX_PASSES - 1):
         if not touched and not any(len(o) for o in opened):
             break
-        again = _dedupe_once(result.frame, original, pack, decisions, model=result.model, focus=touched, previous=result.features,
-                             engine=engine, block_limit=result.max_block, opened=opened,
-                             compared=result.compared)
-        result = replace(result, features=None, compared=None)  # the next pass holds its own: one set in memory, not two
-        if not len(again.merge_map):
+        # the pass takes over the last pass's frame, features and judged pairs and lets each go
+        # as soon as it has used it: held here as well, two of each were alive at the end of the
+        # pass (~1.4 GB at a million records)
+        carry = _Carry(result.frame, result.features, result.compared)
+        result = replace(result, frame=_NO_FRAME, features=None, compared=None)
+        again = _dedupe_once(carry, pack, decisions, model=result.model, focus=touched, engine=engine, block_limit=result.max_block,
+                             opened=opened)
+        if not len(again.merge_map):  # nothing merged: the pass's frame is the last one's
+            result = replace(result, frame=again.frame)
             break
-        result = _compose(frame, original, result, again, touched)
+        result = _compose(frame, result, again, touched)
         touched, opened = again.retouch, again.reopened
-    return replace(result, features=None, compared=None)  # they served the passes; a caller holding the result need not hold them
+        del again  # its frame, features and judged pairs are the composed result's: the next pass takes them over
+    # the losers' rows as loaded, once for every pass: merge_map names each loser's final survivor
+    mm = result.merge_map
+    losers = _losers(original, mm["loser_id"].to_numpy(dtype=object), mm["survivor_id"].to_numpy(dtype=object))
+    return replace(result, losers=losers, features=None, compared=None)  # a caller holding the result need not hold what served the passes
 
 
-def _compose(frame: pd.DataFrame, original: pd.DataFrame, first: DedupeResult, second: DedupeResult,
-             focus: frozenset[str]) -> DedupeResult:
+_NO_FRAME = pd.DataFrame()  # a result's frame while the next pass holds it (see _Carry)
+
+
+@dataclass
+class _Carry:
+    """What a pass starts from: the frame and, from an earlier pass, its features and judged
+    pairs. The pass clears each field once it has used it, so that — the caller holding no
+    other reference — the memory goes then, not when the pass returns."""
+
+    frame: pd.DataFrame | None
+    features: pd.DataFrame | None = None
+    compared: np.ndarray | None = None
+
+
+def _compose(frame: pd.DataFrame, first: DedupeResult, second: DedupeResult, focus: frozenset[str]) -> DedupeResult:
     """One result from two passes: pass-two losers are pass-one survivors.
 
     Only the clusters pass two merged change: every other record keeps its pass-one cluster id.
@@ -199,7 +220,6 @@ def _compose(frame: pd.DataFrame, original: pd.DataFrame, first: DedupeResult, s
         cids[touched] = cluster_ids(ids[touched], pd.factorize(final_survivor[touched])[0])
     merge_map["cluster_id"] = cids[loser_at]
     merge_map = merge_map.sort_values(["survivor_id", "loser_id"], kind="mergesort").reset_index(drop=True)
-    losers = _losers(original, merge_map["loser_id"].to_numpy(dtype=object), merge_map["survivor_id"].to_numpy(dtype=object))
     r1 = first.review
     ends = member(_standing(pd.concat([r1["left_id"], r1["right_id"]], ignore_index=True), first.merge_map), focus)
     judged = ends[:len(r1)] | ends[len(r1):]
@@ -208,7 +228,7 @@ def _compose(frame: pd.DataFrame, original: pd.DataFrame, first: DedupeResult, s
         review = review.drop_duplicates(["left_id", "right_id"], keep="last")
         review = review.sort_values(["left_id", "right_id"], kind="mergesort").reset_index(drop=True)
     return DedupeResult(frame=second.frame, clusters=pd.DataFrame({"record_id": ids, "cluster_id": cids}), merge_map=merge_map,
-                        losers=losers, review=review, changes=concat([first.changes, second.changes], CHANGE_COLUMNS),
+                        losers=second.losers, review=review, changes=concat([first.changes, second.changes], CHANGE_COLUMNS),
                         candidate_pairs=first.candidate_pairs + second.candidate_pairs, rules=first.rules,
                         auto_pairs=first.auto_pairs + second.auto_pairs, model=second.model, features=second.features,
                         max_block=first.max_block, compared=second.compared)
@@ -240,10 +260,18 @@ def _features(frame: pd.DataFrame, roles: frozenset[str], previous: pd.DataFrame
     hot = member(ids, focus)
     fresh = build_features(frame[hot].reset_index(drop=True), roles, shared=previous.attrs.get("shared"))
     fresh["_rid"] = pd.Series(ids[hot].to_numpy(dtype=object), dtype=object)
-    kept = previous.iloc[pd.Index(previous["_rid"]).get_indexer(ids[~hot].to_numpy(dtype=object))]
-    # back into frame order: the kept rows, then the rebuilt ones, placed by position
-    order = np.concatenate([np.flatnonzero(~hot), np.flatnonzero(hot)])
-    out: pd.DataFrame = pd.concat([kept, fresh], ignore_index=True).iloc[np.argsort(order, kind="stable")].reset_index(drop=True)
+    kept_at = pd.Index(previous["_rid"]).get_indexer(ids[~hot].to_numpy(dtype=object))
+    cold, warm = np.flatnonzero(~hot), np.flatnonzero(hot)
+    # in frame order, a column at a time: the kept rows' values, and the rebuilt ones' (a frame
+    # of kept rows, their concatenation and its reordering were three copies of the features)
+    data: dict[str, pd.Series] = {}
+    for c in previous.columns:
+        values = previous[c].to_numpy()
+        column = np.empty(len(frame), dtype=values.dtype)
+        column[cold] = values[kept_at]
+        column[warm] = fresh[c].to_numpy(dtype=values.dtype)
+        data[c] = pd.Series(column, dtype=column.dtype)  # as build_features holds them: plain objects, not inferred Arrow text
+    out = pd.DataFrame(data)
     out.attrs["shared"] = previous.attrs.get("shared")
     return out
 
@@ -431,18 +459,24 @@ def _within(values: np.ndarray, pool: np.ndarray) -> np.ndarray:
     return found
 
 
-def _dedupe_once(frame: pd.DataFrame, original: pd.DataFrame, pack: Pack, decisions: pd.DataFrame | None = None,
-                 model: Model | None = None, focus: frozenset[str] | None = None, previous: pd.DataFrame | None = None,
-                 engine: Engine = LOCAL, block_limit: int = 0, opened: list[np.ndarray] | None = None,
-                 compared: np.ndarray | None = None) -> DedupeResult:
+def _dedupe_once(carry: _Carry, pack: Pack, decisions: pd.DataFrame | None = None, model: Model | None = None,
+                 focus: frozenset[str] | None = None, engine: Engine = LOCAL, block_limit: int = 0,
+                 opened: list[np.ndarray] | None = None) -> DedupeResult:
+    """One pass. Its ``losers`` is left empty: :func:`dedupe` takes the losers' rows once, at the end."""
+    frame = carry.frame
+    assert frame is not None
+    carry.frame = None  # see the end of the pass
     settings = dedupe_settings(pack)
     n = len(frame)
     ids = frame[RECORD_ID].astype(str).to_numpy(dtype=object)
     roles = frozenset(pack.get("normalize", "email", "role_locals", default=[]))
-    feats = _features(frame, roles, previous, focus, int(settings["shared_contact_min_names"]))  # type: ignore[call-overload]
+    feats = _features(frame, roles, carry.features, focus, int(settings["shared_contact_min_names"]))  # type: ignore[call-overload]
+    carry.features = None
     if "_rid" not in feats:
         feats["_rid"] = pd.Series(ids, dtype=object, index=feats.index)
+    compared, carry.compared = carry.compared, None
     judged = _judge(feats, ids, settings, decisions, model, focus, engine, block_limit, opened, compared)
+    del compared
     release_memory()  # the pair arrays
     labels = judged.labels
     obj = feats["object"].to_numpy(dtype=object)
@@ -499,7 +533,6 @@ def _dedupe_once(frame: pd.DataFrame, original: pd.DataFrame, pack: Pack, decisi
         "match_weight": [_fmt_weight(w) for w in weights.tolist()],
         "evidence": edge_evidence,
     }) if len(loser_pos) else pd.DataFrame({c: pd.Series([], dtype=object) for c in MERGE_MAP_COLUMNS})
-    losers = _losers(original, ids[loser_pos], ids[loser_surv])
 
     # account merges: contacts pointing at a merged-away account now point at its survivor
     changes = [prov]
@@ -522,18 +555,43 @@ def _dedupe_once(frame: pd.DataFrame, original: pd.DataFrame, pack: Pack, decisi
     keep = np.ones(n, dtype=bool)
     keep[loser_pos] = False
     reopen = [ids[positions] for positions in reopened(judged.oversized, ~keep, judged.max_block)]
-    out = out[keep].reset_index(drop=True)
-    # the judged pairs between records still standing, as positions in ``out`` (a monotone
-    # renumbering: the keys stay sorted)
-    at_out = np.cumsum(keep) - 1
-    lo, hi = judged.compared // n, judged.compared % n
-    alive = keep[lo] & keep[hi]
-    compared_out = at_out[lo[alive]] * len(out) + at_out[hi[alive]]
-    del lo, hi, alive
-    return DedupeResult(frame=out, clusters=clusters, merge_map=merge_map, losers=losers, review=judged.review,
+    del frame  # with the caller holding none (a later pass), the last pass's frame goes as this one's is made
+    out = _keep_rows(out, keep)
+    compared_out = _renumber(judged.compared, keep)
+    return DedupeResult(frame=out, clusters=clusters, merge_map=merge_map, losers=pd.DataFrame(), review=judged.review,
                         changes=concat(changes, CHANGE_COLUMNS), candidate_pairs=judged.candidate_pairs, rules=judged.rules,
                         auto_pairs=judged.auto_pairs, model=judged.model, features=feats, max_block=judged.max_block, reopened=reopen,
                         retouch=frozenset(retouch), compared=compared_out)
+
+
+def _keep_rows(frame: pd.DataFrame, keep: np.ndarray) -> pd.DataFrame:
+    """``frame[keep]`` with a fresh index, made a column at a time while the frame lets go of
+    each column taken: with nothing else holding them, the rows are never in memory twice (at a
+    million records a later pass merging a few hundred records copied ~600 MB on top)."""
+    out = {}
+    for c in list(frame.columns):
+        out[c] = frame[c].to_numpy()[keep] if frame[c].dtype.kind in "biufM" else frame[c][keep].reset_index(drop=True)
+        del frame[c]
+    return pd.DataFrame(out, index=pd.RangeIndex(int(keep.sum())))
+
+
+CHUNK_KEYS = 4_000_000  # pair keys renumbered at a time (three int64 arrays of it are transient)
+
+
+def _renumber(compared: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """The judged pair keys (sorted ``left * n + right`` over ``n = len(keep)`` positions) of the
+    pairs whose records both stay, as keys over the positions that stay — a monotone
+    renumbering, so they stay sorted. In chunks: the whole key array's quotients, remainders and
+    mask were ~500 MB at a million records."""
+    n, m = len(keep), int(keep.sum())
+    at = np.cumsum(keep) - 1
+    parts = []
+    for start in range(0, len(compared), CHUNK_KEYS):
+        chunk = compared[start: start + CHUNK_KEYS]
+        lo, hi = chunk // n, chunk % n
+        alive = keep[lo] & keep[hi]
+        parts.append(at[lo[alive]] * m + at[hi[alive]])
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
 
 def _set_rows(frame: pd.DataFrame, values: pd.DataFrame) -> pd.DataFrame:
