@@ -611,6 +611,28 @@ def test_arrow_csv_writer_writes_exactly_what_the_csv_module_writes(header, data
         safe.CSV_CHUNK_ROWS = saved
 
 
+@given(st.lists(st.lists(st.tuples(_CSV_TEXT, _CSV_TEXT), max_size=4), min_size=0, max_size=4), st.data())
+@settings(max_examples=300, deadline=None)
+def test_several_frames_are_written_as_their_concatenation(parts, data):
+    """changes.csv is written from the stages' parts without concatenating them: the bytes must
+    be those of the concatenation — header once, one quoting rule for the whole file (a CR in
+    any part decides it), whatever each part's column types (Arrow, objects, categorical), and a
+    missing cell anywhere takes the csv module's path for all."""
+    import pandas as pd
+
+    from crmclean.export.safe import frame_csv_pieces, frames_csv_pieces
+    from crmclean.model import STR, concat
+
+    frames = []
+    for rows in parts:
+        kind = data.draw(st.sampled_from([STR, object, "category"]))
+        frames.append(pd.DataFrame(rows, columns=["a", "b"], dtype=object).astype(kind))
+    if frames and data.draw(st.booleans()):
+        frames[0] = frames[0].reindex(list(range(len(frames[0]) + 1)))  # a missing cell
+    columns = ("a", "b")
+    assert b"".join(frames_csv_pieces(frames, columns)) == b"".join(frame_csv_pieces(concat(frames, columns)))
+
+
 @given(st.lists(st.text(max_size=4), max_size=12))
 @settings(max_examples=300)
 def test_first_character_screen_equals_the_python_test(values):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -279,7 +280,13 @@ def _run(opts: RunOptions, engine: Engine, progress: Callable[[str], None] | Non
 
     from crmclean.dedupe import DedupeResult, dedupe, read_decisions
     from crmclean.export.report import EXAMPLE_MERGES
-    from crmclean.export.safe import escape_frame, formula_cells, frame_csv_bytes, frame_csv_pieces
+    from crmclean.export.safe import (
+        escape_frame,
+        formula_cells,
+        frame_csv_bytes,
+        frame_csv_pieces,
+        frames_csv_pieces,
+    )
     from crmclean.export.targets import load_owners, to_target
     from crmclean.gates import evaluate
     from crmclean.lifecycle import LifecycleContext, lifecycle, load_suppression
@@ -489,9 +496,17 @@ def _run(opts: RunOptions, engine: Engine, progress: Callable[[str], None] | Non
         files["merge_map.csv"] = frame_csv_bytes(pd.DataFrame(columns=["loser_id", "survivor_id", "cluster_id", "score", "match_weight", "evidence"]))
         files["review.csv"] = frame_csv_bytes(dd.review if dd is not None else pd.DataFrame(columns=["left_id", "right_id", "score", "match_weight", "evidence", "guard", "decision"]))
     files["clusters.csv"] = frame_csv_pieces(pd.DataFrame({"record_id": ids, "cluster_id": cluster_ids}))
-    all_changes = concat(changes, CHANGE_COLUMNS)
-    changes.clear()  # the stages' parts: all_changes holds every row now
-    files["changes.csv"] = safe(all_changes)
+    # changes.csv is written from the stages' parts, never concatenated (~700 MB at a million
+    # records); the summary's counts and the report's examples (the first changes of each rule,
+    # in log order) are taken part by part
+    changes = [part.astype({k: object for k in part.columns if isinstance(part[k].dtype, pd.CategoricalDtype)}) for part in changes if len(part)]
+    changes_by_rule: Counter[str] = Counter()
+    for part in changes:
+        changes_by_rule.update({str(k): int(v) for k, v in part["rule_id"].value_counts().items()})
+    change_count = sum(len(part) for part in changes)
+    change_examples = concat([part.groupby("rule_id", sort=False).head(2) for part in changes], CHANGE_COLUMNS)
+    files["changes.csv"] = frames_csv_pieces([escape_frame(part)[0] for part in changes], CHANGE_COLUMNS)
+    changes.clear()
     release_memory()
     all_findings = concat(findings, FINDING_COLUMNS)
     findings.clear()
@@ -531,8 +546,8 @@ def _run(opts: RunOptions, engine: Engine, progress: Callable[[str], None] | Non
         "lifecycle_reasons": reason_counts,
         "findings_by_reason": {str(k): int(v) for k, v in all_findings["reason"].value_counts().sort_index().items()} if len(all_findings) else {},
         "findings_by_severity": {str(k): int(v) for k, v in all_findings["severity"].value_counts().sort_index().items()} if len(all_findings) else {},
-        "changes_by_rule": {str(k): int(v) for k, v in all_changes["rule_id"].value_counts().sort_index().items()} if len(all_changes) else {},
-        "changes": len(all_changes),
+        "changes_by_rule": dict(sorted(changes_by_rule.items())),
+        "changes": change_count,
         "formula_cells": len(formula_hits),
         "unmapped_owners": sorted(set(unmapped_owners)) if owners is not None else [],
         "filled": filled,
@@ -555,6 +570,6 @@ def _run(opts: RunOptions, engine: Engine, progress: Callable[[str], None] | Non
     files["summary.json"] = (json.dumps(summary, indent=2, sort_keys=False, ensure_ascii=False) + "\n").encode()
     from crmclean.export.report import render_report
 
-    files["report.html"] = render_report(summary, all_changes, dd, working).encode("utf-8")
+    files["report.html"] = render_report(summary, change_examples, dd, working).encode("utf-8")
     lap("export")
     return RunResult(summary=summary, files=files.files, gates=gate_results, timings=timings, names=files.names)

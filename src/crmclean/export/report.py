@@ -87,6 +87,8 @@ EXAMPLE_MERGES = 8  # merges the report shows (the loser rows a run keeps for it
 
 
 def render_report(summary: dict[str, Any], changes: pd.DataFrame, dedupe: Any, working: pd.DataFrame) -> str:
+    """The HTML report. ``changes`` is the change log, or any part of it that holds the first two
+    changes of each rule in log order (the examples shown)."""
     s = summary
     states = s["states"]
     gates = s.get("gates", [])

@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pandas.api.types import infer_dtype
 
-from crmclean.model import arrow_text, replace_text
+from crmclean.model import arrow_text, concat, replace_text
 
 TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 _PLAIN_DATA = re.compile(r"^(?:\+\d{6,15}(?:;ext=\d{1,10})?|[+-]?\d+(?:[.,]\d+)?)$")
@@ -211,6 +211,32 @@ def frame_csv_pieces(frame: pd.DataFrame, *, encoding: str = "utf-8", line_endin
             return
     columns = [text_column(frame.iloc[:, i]) for i in range(frame.shape[1])]
     yield _csv(list(frame.columns), lambda: zip(*columns, strict=True) if columns else iter(()), len(frame), encoding, line_ending)
+
+
+def frames_csv_pieces(frames: Sequence[pd.DataFrame], columns: Sequence[str]) -> Iterator[bytes]:
+    """The frames' ``columns``, one frame after the other, as one UTF-8 CSV: byte for byte what
+    :func:`frame_csv_pieces` writes for their concatenation, without making it (a change log of
+    5.6M rows at a million records took ~700 MB and 7 s to concatenate). Frames the Arrow path
+    cannot take (a missing cell, a missing column) are concatenated and written as before."""
+    header = [str(c) for c in columns]
+    frames = [f for f in frames if len(f)]
+    if frames and header and all(c in f for f in frames for c in columns):
+        try:
+            has_cr = any("\r" in h for h in header)
+            for f in frames:
+                for c in columns:
+                    has_cr = has_cr or bool(pc.any(pc.match_substring(arrow_column(f[c]), "\r")).as_py())
+            arrow_ok = True
+        except (pa.ArrowException, UnicodeError):
+            arrow_ok = False
+        if arrow_ok:
+            for k, f in enumerate(frames):
+                pieces = _arrow_csv(f[list(columns)], header, "\n", has_cr)
+                if k:
+                    next(pieces)  # the header, written once
+                yield from pieces
+            return
+    yield from frame_csv_pieces(concat(frames, tuple(columns)))
 
 
 def _arrow_csv(frame: pd.DataFrame, header: list[str], line_ending: str, has_cr: bool) -> Iterator[bytes]:
