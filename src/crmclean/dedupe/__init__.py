@@ -495,8 +495,7 @@ def _dedupe_once(carry: _Carry, pack: Pack, decisions: pd.DataFrame | None = Non
                           list(pack.get("dedupe", "survivorship", "survivor", default=["most_recent_activity", "most_complete", "oldest_created"])),
                           list(pack.get("dedupe", "survivorship", "source_priority", default=[])))
     golden, prov = golden_records(ranked, dict(pack.get("dedupe", "survivorship", "fields", default={})))
-    out = _set_rows(frame.reset_index(drop=True), golden[golden.columns.drop("_label").intersection(frame.columns)]) if len(golden) else frame.reset_index(drop=True)
-    del golden
+    golden = golden[golden.columns.drop("_label").intersection(frame.columns)] if len(golden) else golden
     survivor_pos = ranked.groupby("_label", sort=False).head(1)
     surv_of_label = pd.Series(survivor_pos.index.to_numpy(), index=survivor_pos["_label"].to_numpy())
     members = ranked.index.to_numpy()
@@ -536,6 +535,7 @@ def _dedupe_once(carry: _Carry, pack: Pack, decisions: pd.DataFrame | None = Non
 
     # account merges: contacts pointing at a merged-away account now point at its survivor
     changes = [prov]
+    repointed: tuple[np.ndarray, np.ndarray] | None = None
     if (obj == "account").any() and len(loser_pos):
         src = frame["_source_id"].astype(str).to_numpy(dtype=object)
         acc_loser = obj[loser_pos] == "account"
@@ -545,18 +545,34 @@ def _dedupe_once(carry: _Carry, pack: Pack, decisions: pd.DataFrame | None = Non
             for key_ in (src[lp], ids[lp]):
                 if key_:
                     repoint[key_] = target
-        refs = out["account_ref"].astype(str)
-        hit = pd.Series(member(refs, repoint), index=refs.index) & (out["_object"] != "account")
+        refs = frame["account_ref"].astype(str).reset_index(drop=True)
+        if len(golden) and "account_ref" in golden:  # the survivors' golden values
+            current = refs.to_numpy(dtype=object, copy=True)
+            current[golden.index.to_numpy()] = golden["account_ref"].astype(str).to_numpy(dtype=object)
+            refs = pd.Series(current, dtype=refs.dtype)
+        hit = member(refs, repoint) & (frame["_object"].to_numpy(dtype=object) != "account")
         if hit.any():
             new = refs[hit].map(repoint)
-            changes.append(changes_frame(out.loc[hit, RECORD_ID], stage="dedupe", rule_id="survivorship.account_repoint",
+            changes.append(changes_frame(frame[RECORD_ID].reset_index(drop=True)[hit], stage="dedupe", rule_id="survivorship.account_repoint",
                                          field_name="account_ref", before=refs[hit], after=new, reason="ACCOUNT_MERGED"))
-            out.loc[hit, "account_ref"] = new
+            repointed = (np.flatnonzero(hit), new.to_numpy(dtype=object))
     keep = np.ones(n, dtype=bool)
     keep[loser_pos] = False
     reopen = [ids[positions] for positions in reopened(judged.oversized, ~keep, judged.max_block)]
+    # the records that stay, then the survivors' golden values and repointed accounts in them:
+    # set before the losers are dropped, every changed column was a second full-size copy
+    out = frame.reset_index(drop=True)
     del frame  # with the caller holding none (a later pass), the last pass's frame goes as this one's is made
     out = _keep_rows(out, keep)
+    at_out = np.cumsum(keep) - 1
+    if len(golden):
+        golden.index = at_out[golden.index.to_numpy()]  # survivors all stay
+        _set_rows(out, golden)
+    del golden
+    if repointed is not None:
+        rows, values = repointed
+        stays = keep[rows]
+        out.loc[at_out[rows[stays]], "account_ref"] = values[stays]
     compared_out = _renumber(judged.compared, keep)
     return DedupeResult(frame=out, clusters=clusters, merge_map=merge_map, losers=pd.DataFrame(), review=judged.review,
                         changes=concat(changes, CHANGE_COLUMNS), candidate_pairs=judged.candidate_pairs, rules=judged.rules,
@@ -594,12 +610,12 @@ def _renumber(compared: np.ndarray, keep: np.ndarray) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
 
-def _set_rows(frame: pd.DataFrame, values: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` with the rows of ``values`` (indexed by position) in place of its own. Only the
-    columns where a value differs are replaced, text columns in Arrow: ``.loc`` would copy every
-    column and take Arrow text through Python objects (about 700 MB at a million records)."""
+def _set_rows(frame: pd.DataFrame, values: pd.DataFrame) -> None:
+    """Put the rows of ``values`` (indexed by position) in place of the frame's own, in the frame
+    (the pass's own copy: a replaced column goes at once). Only the columns where a value differs
+    are replaced, text columns in Arrow: ``.loc`` would copy every column and take Arrow text
+    through Python objects (about 700 MB at a million records)."""
     rows = values.index.to_numpy()
-    out = frame.copy(deep=False)
     for c in values.columns:
         new, cur = values[c], frame[c].iloc[rows]
         if frame[c].dtype == STR and new.dtype == STR:
@@ -607,12 +623,11 @@ def _set_rows(frame: pd.DataFrame, values: pd.DataFrame) -> pd.DataFrame:
             b = pa.array(new.array).cast(a.type)
             same = pc.or_kleene(pc.equal(a, b), pc.and_(pc.is_null(a), pc.is_null(b))).fill_null(False)
             if not pc.all(same).as_py():
-                out[c] = pd.Series(replace_text(frame[c], rows, b.combine_chunks() if isinstance(b, pa.ChunkedArray) else b), index=frame.index)
+                frame[c] = pd.Series(replace_text(frame[c], rows, b.combine_chunks() if isinstance(b, pa.ChunkedArray) else b), index=frame.index)
         elif not np.array_equal(cur.to_numpy(), new.to_numpy()):
             column = frame[c].to_numpy(copy=True)
             column[rows] = new.to_numpy()
-            out[c] = pd.Series(column, index=frame.index, dtype=frame[c].dtype)
-    return out
+            frame[c] = pd.Series(column, index=frame.index, dtype=frame[c].dtype)
 
 
 def _fmt_weight(w: float) -> str:
