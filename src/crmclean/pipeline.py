@@ -415,9 +415,15 @@ def _run(opts: RunOptions, engine: Engine, progress: Callable[[str], None] | Non
     bad_survivor = ledger["survivor_id"].to_numpy(dtype=object)[ledger_state == "merged"]
     if len(bad_survivor) and not member(bad_survivor, kept_ids).all():
         raise InvariantError("E-CONSERVATION", "a merged record points at a survivor that is not in the outputs", hint="nothing was published; please report this")
+    states = {s: int((ledger_state == s).sum()) for s in ("exported", "deactivated", "merged", "archived", "deleted", "rejected")}
 
     # --- files ---------------------------------------------------------------------------------
+    # Each file goes to staging as it is made, the largest first, and what made it is let go:
+    # at a million records the ledger (row hashes included) and the stages' change log are each
+    # several hundred MB that the later files need not share memory with.
     files = _Outputs(staging)
+    files["ledger.csv"] = frame_csv_pieces(ledger[list(LEDGER_COLUMNS)])
+    del ledger, hashes, ledger_state, ledger_ids, kept_ids, bad_survivor
     # only the columns the import files are made of (not the stages' working columns), in input order
     wanted = {*CANONICAL_FIELDS, ROW, RECORD_ID, "_object", "_state", "_source_id"}
     wanted |= {c for t in (*targets.values(), target) for c in (t.data.get("columns") or {})}
@@ -455,6 +461,18 @@ def _run(opts: RunOptions, engine: Engine, progress: Callable[[str], None] | Non
         del clean, tgt, part
     fill_after = {c: round(float((exportable[c].astype(str).str.strip() != "").mean()), 4) if len(exportable) else 0.0 for c in CANONICAL_FIELDS if c != RECORD_ID}
     del exportable
+    release_memory()
+    # changes.csv is written from the stages' parts, never concatenated (~700 MB at a million
+    # records); the summary's counts and the report's examples (the first changes of each rule,
+    # in log order) are taken part by part
+    changes = [part.astype({k: object for k in part.columns if isinstance(part[k].dtype, pd.CategoricalDtype)}) for part in changes if len(part)]
+    changes_by_rule: Counter[str] = Counter()
+    for part in changes:
+        changes_by_rule.update({str(k): int(v) for k, v in part["rule_id"].value_counts().items()})
+    change_count = sum(len(part) for part in changes)
+    change_examples = concat([part.groupby("rule_id", sort=False).head(2) for part in changes], CHANGE_COLUMNS)
+    files["changes.csv"] = frames_csv_pieces([escape_frame(part)[0] for part in changes], CHANGE_COLUMNS)
+    changes.clear()
     release_memory()
 
     def with_originals(sel_rows: np.ndarray, extra: dict[str, np.ndarray]) -> pd.DataFrame:
@@ -496,22 +514,9 @@ def _run(opts: RunOptions, engine: Engine, progress: Callable[[str], None] | Non
         files["merge_map.csv"] = frame_csv_bytes(pd.DataFrame(columns=["loser_id", "survivor_id", "cluster_id", "score", "match_weight", "evidence"]))
         files["review.csv"] = frame_csv_bytes(dd.review if dd is not None else pd.DataFrame(columns=["left_id", "right_id", "score", "match_weight", "evidence", "guard", "decision"]))
     files["clusters.csv"] = frame_csv_pieces(pd.DataFrame({"record_id": ids, "cluster_id": cluster_ids}))
-    # changes.csv is written from the stages' parts, never concatenated (~700 MB at a million
-    # records); the summary's counts and the report's examples (the first changes of each rule,
-    # in log order) are taken part by part
-    changes = [part.astype({k: object for k in part.columns if isinstance(part[k].dtype, pd.CategoricalDtype)}) for part in changes if len(part)]
-    changes_by_rule: Counter[str] = Counter()
-    for part in changes:
-        changes_by_rule.update({str(k): int(v) for k, v in part["rule_id"].value_counts().items()})
-    change_count = sum(len(part) for part in changes)
-    change_examples = concat([part.groupby("rule_id", sort=False).head(2) for part in changes], CHANGE_COLUMNS)
-    files["changes.csv"] = frames_csv_pieces([escape_frame(part)[0] for part in changes], CHANGE_COLUMNS)
-    changes.clear()
-    release_memory()
     all_findings = concat(findings, FINDING_COLUMNS)
     findings.clear()
     files["findings.csv"] = safe(all_findings)
-    files["ledger.csv"] = frame_csv_pieces(ledger[list(LEDGER_COLUMNS)])
     merged_from: dict[str, list[str]] = {}
     for rid, surv, st in zip(ids, survivor, state, strict=True):
         if st == "merged":
@@ -524,7 +529,6 @@ def _run(opts: RunOptions, engine: Engine, progress: Callable[[str], None] | Non
     }))
 
     # --- summary --------------------------------------------------------------------------------
-    states = {s: int((ledger["state"] == s).sum()) for s in ("exported", "deactivated", "merged", "archived", "deleted", "rejected")}
     fill_before = {c: round(float((loaded.frame[c].astype(str).str.strip() != "").mean()), 4) if n else 0.0 for c in CANONICAL_FIELDS if c != RECORD_ID}
     filled = {c: int((frame[c].astype(str).str.strip() != "").sum()) for c in ("email", "phone", "mobile")}
     sizes = pd.Series(cluster_ids).value_counts().value_counts().sort_index() if n else pd.Series(dtype=int)
