@@ -78,6 +78,9 @@ class DedupeResult:
     # the pairs judged with the records' present values, as sorted keys left * len(frame) + right
     # over positions in ``frame``: a further pass does not compare them again
     compared: np.ndarray | None = None
+    # positions, in the frame the pass started from, of the rows of ``frame`` (the features of a
+    # pass are rows of the frame it started from: a further pass finds each record's row by it)
+    kept: np.ndarray | None = None
 
 
 def dedupe_settings(pack: Pack) -> dict[str, object]:
@@ -168,7 +171,7 @@ def dedupe(frame: pd.DataFrame, original: pd.DataFrame, pack: Pack, decisions: p
         # the pass takes over the last pass's frame, features and judged pairs and lets each go
         # as soon as it has used it: held here as well, two of each were alive at the end of the
         # pass (~1.4 GB at a million records)
-        carry = _Carry(result.frame, result.features, result.compared)
+        carry = _Carry(result.frame, result.features, result.compared, result.kept)
         result = replace(result, frame=_NO_FRAME, features=None, compared=None)
         again = _dedupe_once(carry, pack, decisions, model=result.model, focus=touched, engine=engine, block_limit=result.max_block,
                              opened=opened)
@@ -181,7 +184,7 @@ def dedupe(frame: pd.DataFrame, original: pd.DataFrame, pack: Pack, decisions: p
     # the losers' rows as loaded, once for every pass: merge_map names each loser's final survivor
     mm = result.merge_map
     losers = _losers(original, mm["loser_id"].to_numpy(dtype=object), mm["survivor_id"].to_numpy(dtype=object))
-    return replace(result, losers=losers, features=None, compared=None)  # a caller holding the result need not hold what served the passes
+    return replace(result, losers=losers, features=None, compared=None, kept=None)  # a caller holding the result need not hold what served the passes
 
 
 _NO_FRAME = pd.DataFrame()  # a result's frame while the next pass holds it (see _Carry)
@@ -196,6 +199,7 @@ class _Carry:
     frame: pd.DataFrame | None
     features: pd.DataFrame | None = None
     compared: np.ndarray | None = None
+    kept: np.ndarray | None = None  # see DedupeResult.kept
 
 
 def _compose(frame: pd.DataFrame, first: DedupeResult, second: DedupeResult, focus: frozenset[str]) -> DedupeResult:
@@ -231,7 +235,7 @@ def _compose(frame: pd.DataFrame, first: DedupeResult, second: DedupeResult, foc
                         losers=second.losers, review=review, changes=concat([first.changes, second.changes], CHANGE_COLUMNS),
                         candidate_pairs=first.candidate_pairs + second.candidate_pairs, rules=first.rules,
                         auto_pairs=first.auto_pairs + second.auto_pairs, model=second.model, features=second.features,
-                        max_block=first.max_block, compared=second.compared)
+                        max_block=first.max_block, compared=second.compared, kept=second.kept)
 
 
 def _losers(original: pd.DataFrame, loser_ids: np.ndarray, survivor_ids: np.ndarray) -> pd.DataFrame:
@@ -251,17 +255,18 @@ def _standing(record_ids: pd.Series, merge_map: pd.DataFrame) -> np.ndarray:
 
 
 def _features(frame: pd.DataFrame, roles: frozenset[str], previous: pd.DataFrame | None, focus: frozenset[str] | None,
-              min_people: int = 3) -> pd.DataFrame:
-    """Features for ``frame``; with a previous pass, only the golden records are rebuilt."""
+              min_people: int = 3, kept: np.ndarray | None = None) -> pd.DataFrame:
+    """Features for ``frame``; with a previous pass, only the golden records are rebuilt. The
+    previous pass's features are rows of the frame it started from; ``kept`` holds the position
+    there of each row of ``frame``."""
     frame = frame.reset_index(drop=True)
     if previous is None or focus is None:
         return build_features(frame, roles, min_people=min_people)
-    ids = frame[RECORD_ID].astype(str)
-    hot = member(ids, focus)
+    assert kept is not None and len(kept) == len(frame)
+    hot = member(frame[RECORD_ID].astype(str), focus)
     fresh = build_features(frame[hot].reset_index(drop=True), roles, shared=previous.attrs.get("shared"))
-    fresh["_rid"] = pd.Series(ids[hot].to_numpy(dtype=object), dtype=object)
-    kept_at = pd.Index(previous["_rid"]).get_indexer(ids[~hot].to_numpy(dtype=object))
     cold, warm = np.flatnonzero(~hot), np.flatnonzero(hot)
+    kept_at = kept[cold]
     # in frame order, a column at a time: the kept rows' values, and the rebuilt ones' (a frame
     # of kept rows, their concatenation and its reordering were three copies of the features)
     data: dict[str, pd.Series] = {}
@@ -470,10 +475,8 @@ def _dedupe_once(carry: _Carry, pack: Pack, decisions: pd.DataFrame | None = Non
     n = len(frame)
     ids = frame[RECORD_ID].astype(str).to_numpy(dtype=object)
     roles = frozenset(pack.get("normalize", "email", "role_locals", default=[]))
-    feats = _features(frame, roles, carry.features, focus, int(settings["shared_contact_min_names"]))  # type: ignore[call-overload]
-    carry.features = None
-    if "_rid" not in feats:
-        feats["_rid"] = pd.Series(ids, dtype=object, index=feats.index)
+    feats = _features(frame, roles, carry.features, focus, int(settings["shared_contact_min_names"]), carry.kept)  # type: ignore[call-overload]
+    carry.features = carry.kept = None
     compared, carry.compared = carry.compared, None
     judged = _judge(feats, ids, settings, decisions, model, focus, engine, block_limit, opened, compared)
     del compared
@@ -577,7 +580,7 @@ def _dedupe_once(carry: _Carry, pack: Pack, decisions: pd.DataFrame | None = Non
     return DedupeResult(frame=out, clusters=clusters, merge_map=merge_map, losers=pd.DataFrame(), review=judged.review,
                         changes=concat(changes, CHANGE_COLUMNS), candidate_pairs=judged.candidate_pairs, rules=judged.rules,
                         auto_pairs=judged.auto_pairs, model=judged.model, features=feats, max_block=judged.max_block, reopened=reopen,
-                        retouch=frozenset(retouch), compared=compared_out)
+                        retouch=frozenset(retouch), compared=compared_out, kept=np.flatnonzero(keep))
 
 
 def _keep_rows(frame: pd.DataFrame, keep: np.ndarray) -> pd.DataFrame:
