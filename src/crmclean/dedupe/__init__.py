@@ -160,7 +160,10 @@ def dedupe(frame: pd.DataFrame, original: pd.DataFrame, pack: Pack, decisions: p
     back in the first pass; repeating until a pass merges nothing (at most ``MAX_PASSES``) makes
     ``run`` on its own output merge nothing.
     """
-    result = _dedupe_once(_Carry(frame), pack, decisions, engine=engine)
+    # the record ids as Python strings, made once: each later pass takes its rows' from them
+    all_ids = frame[RECORD_ID].astype(str).to_numpy(dtype=object)
+    result = _dedupe_once(_Carry(frame, ids=all_ids), pack, decisions, engine=engine)
+    ids = all_ids[result.kept] if result.kept is not None else all_ids  # of result.frame's rows
     # later passes reuse the fitted model and look only at pairs that touch a record the last
     # pass changed, and at blocks its merges brought under the size limit: every other pair was
     # already compared with the same values
@@ -171,15 +174,16 @@ def dedupe(frame: pd.DataFrame, original: pd.DataFrame, pack: Pack, decisions: p
         # the pass takes over the last pass's frame, features and judged pairs and lets each go
         # as soon as it has used it: held here as well, two of each were alive at the end of the
         # pass (~1.4 GB at a million records)
-        carry = _Carry(result.frame, result.features, result.compared, result.kept)
+        carry = _Carry(result.frame, result.features, result.compared, result.kept, ids)
         result = replace(result, frame=_NO_FRAME, features=None, compared=None)
         again = _dedupe_once(carry, pack, decisions, model=result.model, focus=touched, engine=engine, block_limit=result.max_block,
                              opened=opened)
         if not len(again.merge_map):  # nothing merged: the pass's frame is the last one's
             result = replace(result, frame=again.frame)
             break
-        result = _compose(frame, result, again, touched)
+        result = _compose(all_ids, result, again, touched)
         touched, opened = again.retouch, again.reopened
+        ids = ids[again.kept] if again.kept is not None else ids
         del again  # its frame, features and judged pairs are the composed result's: the next pass takes them over
     # the losers' rows as loaded, once for every pass: merge_map names each loser's final survivor
     mm = result.merge_map
@@ -200,10 +204,12 @@ class _Carry:
     features: pd.DataFrame | None = None
     compared: np.ndarray | None = None
     kept: np.ndarray | None = None  # see DedupeResult.kept
+    ids: np.ndarray | None = None  # the frame's record ids as strings
 
 
-def _compose(frame: pd.DataFrame, first: DedupeResult, second: DedupeResult, focus: frozenset[str]) -> DedupeResult:
-    """One result from two passes: pass-two losers are pass-one survivors.
+def _compose(ids: np.ndarray, first: DedupeResult, second: DedupeResult, focus: frozenset[str]) -> DedupeResult:
+    """One result from two passes: pass-two losers are pass-one survivors. ``ids`` are the
+    record ids of the frame the passes began with, in its order.
 
     Only the clusters pass two merged change: every other record keeps its pass-one cluster id.
     Pass two compared only pairs touching ``focus``; so the review queue is pass two's pairs
@@ -214,7 +220,6 @@ def _compose(frame: pd.DataFrame, first: DedupeResult, second: DedupeResult, foc
     mm1 = first.merge_map.copy()
     mm1["survivor_id"] = _standing(mm1["survivor_id"], second.merge_map)
     merge_map = pd.concat([mm1, second.merge_map], ignore_index=True)
-    ids = frame[RECORD_ID].astype(str).to_numpy(dtype=object)
     loser_at = pd.Index(ids).get_indexer(merge_map["loser_id"].to_numpy(dtype=object))
     final_survivor = ids.copy()
     final_survivor[loser_at] = merge_map["survivor_id"].to_numpy(dtype=object)
@@ -473,7 +478,8 @@ def _dedupe_once(carry: _Carry, pack: Pack, decisions: pd.DataFrame | None = Non
     carry.frame = None  # see the end of the pass
     settings = dedupe_settings(pack)
     n = len(frame)
-    ids = frame[RECORD_ID].astype(str).to_numpy(dtype=object)
+    ids = carry.ids if carry.ids is not None else frame[RECORD_ID].astype(str).to_numpy(dtype=object)
+    carry.ids = None
     roles = frozenset(pack.get("normalize", "email", "role_locals", default=[]))
     feats = _features(frame, roles, carry.features, focus, int(settings["shared_contact_min_names"]), carry.kept)  # type: ignore[call-overload]
     carry.features = carry.kept = None
