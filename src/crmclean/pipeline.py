@@ -325,6 +325,7 @@ def _run(opts: RunOptions, engine: Engine, progress: Callable[[str], None] | Non
         say("normalize")
         res = engine.normalize(frame, pack, NormalizeContext(loaded.sources))
         frame, changes, findings = res.frame, [res.changes], [res.findings]
+        del res  # the frame and logs are held above, and let go there
     else:
         frame = frame.copy()
         frame["_company_key"] = frame["company_name"].str.casefold()
@@ -353,6 +354,9 @@ def _run(opts: RunOptions, engine: Engine, progress: Callable[[str], None] | Non
         # losers' rows and the clusters are ~450 MB (the report shows a few losers' names)
         shown = member(dd.losers[RECORD_ID], frozenset(dd.merge_map["loser_id"].head(EXAMPLE_MERGES).tolist()))
         dd = replace(dd, losers=dd.losers[shown], clusters=dd.clusters.iloc[:0], frame=dd.frame.iloc[:0])
+        # from here on the normalized frame serves only the ledger, the originals' source lines
+        # and the fill counts: its other normalized columns (~300 MB at 1M) go
+        frame = frame[[SOURCE_FILE, SOURCE_LINE, "_source_id", "email", "phone", "mobile"]]
     else:
         from crmclean.dedupe.cluster import cluster_id
 
@@ -465,12 +469,12 @@ def _run(opts: RunOptions, engine: Engine, progress: Callable[[str], None] | Non
     # changes.csv is written from the stages' parts, never concatenated (~700 MB at a million
     # records); the summary's counts and the report's examples (the first changes of each rule,
     # in log order) are taken part by part
-    changes = [part.astype({k: object for k in part.columns if isinstance(part[k].dtype, pd.CategoricalDtype)}) for part in changes if len(part)]
+    changes = [part for part in changes if len(part)]
     changes_by_rule: Counter[str] = Counter()
-    for part in changes:
-        changes_by_rule.update({str(k): int(v) for k, v in part["rule_id"].value_counts().items()})
+    for part in changes:  # a categorical column counts its unused categories too: those are left out
+        changes_by_rule.update({str(k): int(v) for k, v in part["rule_id"].value_counts().items() if v})
     change_count = sum(len(part) for part in changes)
-    change_examples = concat([part.groupby("rule_id", sort=False).head(2) for part in changes], CHANGE_COLUMNS)
+    change_examples = concat([part.groupby("rule_id", sort=False, observed=True).head(2) for part in changes], CHANGE_COLUMNS)
     files["changes.csv"] = frames_csv_pieces([escape_frame(part)[0] for part in changes], CHANGE_COLUMNS)
     changes.clear()
     release_memory()
