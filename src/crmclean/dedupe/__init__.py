@@ -176,6 +176,7 @@ def dedupe(frame: pd.DataFrame, original: pd.DataFrame, pack: Pack, decisions: p
         # pass (~1.4 GB at a million records)
         carry = _Carry(result.frame, result.features, result.compared, result.kept, ids)
         result = replace(result, frame=_NO_FRAME, features=None, compared=None)
+        release_memory()  # what composing the passes freed
         again = _dedupe_once(carry, pack, decisions, model=result.model, focus=touched, engine=engine, block_limit=result.max_block,
                              opened=opened)
         if not len(again.merge_map):  # nothing merged: the pass's frame is the last one's
@@ -578,6 +579,7 @@ def _dedupe_once(carry: _Carry, pack: Pack, decisions: pd.DataFrame | None = Non
         golden.index = at_out[golden.index.to_numpy()]  # survivors all stay
         _set_rows(out, golden)
     del golden
+    release_memory()  # survivorship's frames and the rows the losers left
     if repointed is not None:
         rows, values = repointed
         stays = keep[rows]
