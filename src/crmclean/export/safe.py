@@ -193,14 +193,8 @@ def frame_csv_pieces(frame: pd.DataFrame, *, encoding: str = "utf-8", line_endin
     with a missing (non-text) cell takes the csv module, which writes what it always has for one."""
     if frame.shape[1] and line_ending in ("\n", "\r\n"):
         header = [str(c) for c in frame.columns]
-        try:
-            has_cr = any("\r" in h for h in header)
-            for i in range(frame.shape[1]):
-                has_cr = has_cr or bool(pc.any(pc.match_substring(arrow_column(frame.iloc[:, i]), "\r")).as_py())
-            arrow_ok = True
-        except (pa.ArrowException, UnicodeError):
-            arrow_ok = False
-        if arrow_ok:
+        has_cr = _holds_cr([frame], header)
+        if has_cr is not None:
             # another encoding re-encodes each piece (pieces end at record boundaries); one
             # incremental encoder, so a byte-order mark is written once, at the start
             encoder = None if codecs.lookup(encoding).name == "utf-8" else codecs.getincrementalencoder(encoding)()
@@ -220,23 +214,28 @@ def frames_csv_pieces(frames: Sequence[pd.DataFrame], columns: Sequence[str]) ->
     cannot take (a missing cell, a missing column) are concatenated and written as before."""
     header = [str(c) for c in columns]
     frames = [f for f in frames if len(f)]
-    if frames and header and all(c in f for f in frames for c in columns):
-        try:
-            has_cr = any("\r" in h for h in header)
-            for f in frames:
-                for c in columns:
-                    has_cr = has_cr or bool(pc.any(pc.match_substring(arrow_column(f[c]), "\r")).as_py())
-            arrow_ok = True
-        except (pa.ArrowException, UnicodeError):
-            arrow_ok = False
-        if arrow_ok:
-            for k, f in enumerate(frames):
-                pieces = _arrow_csv(f[list(columns)], header, "\n", has_cr)
-                if k:
-                    next(pieces)  # the header, written once
-                yield from pieces
-            return
+    whole = all(c in f for f in frames for c in columns)
+    has_cr = _holds_cr([f[list(columns)] for f in frames], header) if frames and header and whole else None
+    if has_cr is not None:
+        for k, f in enumerate(frames):
+            pieces = _arrow_csv(f[list(columns)], header, "\n", has_cr)
+            if k:
+                next(pieces)  # the header, written once
+            yield from pieces
+        return
     yield from frame_csv_pieces(concat(frames, tuple(columns)))
+
+
+def _holds_cr(frames: Sequence[pd.DataFrame], header: list[str]) -> bool | None:
+    """Whether the header or any cell of the frames holds a CR — it decides the quoting of the
+    whole file (:func:`_arrow_csv`). The columns are read one at a time (a column of Python
+    strings is taken into Arrow for it, then dropped). None when a cell is missing or not text:
+    such a file takes the csv module."""
+    try:
+        return any("\r" in h for h in header) or any(
+            bool(pc.any(pc.match_substring(arrow_column(f.iloc[:, i]), "\r")).as_py()) for f in frames for i in range(f.shape[1]))
+    except (pa.ArrowException, UnicodeError):
+        return None
 
 
 def _arrow_csv(frame: pd.DataFrame, header: list[str], line_ending: str, has_cr: bool) -> Iterator[bytes]:
