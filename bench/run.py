@@ -17,10 +17,12 @@ import datetime as dt
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -81,6 +83,7 @@ def one(size: int, seed: int, stages: list[str], engine: str) -> dict[str, objec
     from bench.evaluate import dedupe_accuracy, normalize_accuracy, signal_accuracy
     from crmclean.dedupe import dedupe
     from crmclean.engine import make_engine
+    from crmclean.export.publish import Staging
     from crmclean.lifecycle import LifecycleContext, lifecycle
     from crmclean.normalize import NormalizeContext
     from crmclean.pipeline import RunOptions, load_inputs, run
@@ -133,32 +136,24 @@ def one(size: int, seed: int, stages: list[str], engine: str) -> dict[str, objec
             out["signal_accuracy"] = signal_accuracy(pred, truth[truth["record_id"].isin(pred.index)])
         eng.close()
         out["peak_mb_stages"] = round(peak_mb())
-    if "dedupe_cmd" in stages:  # what `crmclean dedupe -o OUTDIR` does: load, normalize, dedupe, write the outputs
-        import shutil
-
-        from crmclean.export.publish import Staging
-
-        outdir = DATA / f"out-dedupe-{size}"
+    def published(outdir: Path, **options: Any) -> Any:
+        """A run writing each file into a staging directory as it is made, then published: as
+        ``crmclean run/dedupe -o OUTDIR`` does."""
         shutil.rmtree(outdir, ignore_errors=True)
-        t = time.perf_counter()
         st = Staging(outdir)
-        result = run(RunOptions(inputs=[csv_path], outdir=outdir, as_of=AS_OF, target="salesforce", stages=("normalize", "dedupe"), engine=engine),
-                     staging=st)
+        result = run(RunOptions(inputs=[csv_path], outdir=outdir, as_of=AS_OF, target="salesforce", engine=engine, **options), staging=st)
         st.publish({})
+        return result
+
+    if "dedupe_cmd" in stages:  # what `crmclean dedupe -o OUTDIR` does: load, normalize, dedupe, write the outputs
+        t = time.perf_counter()
+        result = published(DATA / f"out-dedupe-{size}", stages=("normalize", "dedupe"))
         out["dedupe_cmd_s"] = round(time.perf_counter() - t, 2)
         out["dedupe_cmd_timings"] = result.timings
         out["peak_mb_dedupe_cmd"] = round(peak_mb())
-    if "run" in stages:  # what `crmclean run -o OUTDIR` does: each file written to staging as made, then published
-        import shutil
-
-        from crmclean.export.publish import Staging
-
-        outdir = DATA / f"out-{size}"
-        shutil.rmtree(outdir, ignore_errors=True)
+    if "run" in stages:  # what `crmclean run -o OUTDIR` does
         t = time.perf_counter()
-        st = Staging(outdir)
-        result = run(RunOptions(inputs=[csv_path], outdir=outdir, as_of=AS_OF, target="salesforce", engine=engine), staging=st)
-        st.publish({})
+        result = published(DATA / f"out-{size}")
         total = time.perf_counter() - t
         out["run_s"] = round(total, 2)
         out["run_timings"] = result.timings
