@@ -708,3 +708,111 @@ def test_pairs_in_focus_and_in_reopened_blocks_equal_brute_force() -> None:
         [found] = reopened([(big_p, big_k)], gone, limit)
         kept = {k: sum(1 for p in range(n) if key_of[p] == k and not gone[p]) for k in size}
         assert found.tolist() == sorted(p for p in range(n) if not gone[p] and size[key_of[p]] > limit and 2 <= kept[key_of[p]] <= limit)
+
+
+def _brute_pairs(n: int, key_of: dict[int, int], split_of: dict[int, int], limit: int, focus: np.ndarray | None,
+                 opened: np.ndarray | None) -> set[tuple[int, int]]:
+    """The pairs rule_pairs must make, one record pair at a time."""
+    size: dict[int, int] = {}
+    piece: dict[tuple[int, int], int] = {}
+    for p in range(n):
+        size[key_of[p]] = size.get(key_of[p], 0) + 1
+        if split_of[p] >= 0:
+            piece[(key_of[p], split_of[p])] = piece.get((key_of[p], split_of[p]), 0) + 1
+    open_blocks = {key_of[p] for p in range(n) if opened is not None and opened[p]}
+    open_pieces = {(key_of[p], split_of[p]) for p in range(n) if opened is not None and opened[p]}
+    want = set()
+    for a in range(n):
+        for b in range(a + 1, n):
+            if key_of[a] != key_of[b]:
+                continue
+            k = key_of[a]
+            near = focus is None or bool(focus[a] or focus[b])
+            if size[k] <= limit:
+                if near or k in open_blocks:
+                    want.add((a, b))
+            elif split_of[a] >= 0 and split_of[a] == split_of[b] and piece[(k, split_of[a])] <= limit \
+                    and (near or (k, split_of[a]) in open_pieces):
+                want.add((a, b))
+    return want
+
+
+def test_pairs_of_split_blocks_equal_brute_force_and_the_plan() -> None:
+    """A rule with a split key: a block over the limit yields the pairs of its pieces within the
+    limit; with a focus, those touching it or in a piece holding an opened record. The budget's
+    plan counts exactly the pairs made, at every limit, and a piece over the limit is reopened
+    when merges bring it under."""
+    from crmclean.dedupe.blocking import (
+        block_sizes,
+        fit_block_size,
+        planned_pairs,
+        reopened,
+        rule_pairs,
+    )
+
+    rng = np.random.default_rng(23)
+    for trial in range(80):
+        n = int(rng.integers(2, 70))
+        keys = rng.integers(0, 4, n).astype(np.int64)
+        split = rng.integers(-1, 4, n).astype(np.int64)
+        positions = rng.permutation(n).astype(np.int64)
+        limit = int(rng.integers(2, 9))
+        focus = rng.random(n) < 0.2 if trial % 2 else None
+        opened = rng.random(n) < 0.1 if trial % 2 else None
+        left, right, counts, (big_p, big_k) = rule_pairs(positions, keys, limit, focus, opened, split)
+        key_of = dict(zip(positions.tolist(), keys.tolist(), strict=True))
+        split_of = dict(zip(positions.tolist(), split.tolist(), strict=True))
+        want = _brute_pairs(n, key_of, split_of, limit, focus, opened)
+        assert set(zip(left.tolist(), right.tolist(), strict=True)) == want and len(left) == len(want)
+        if focus is None:
+            assert planned_pairs([block_sizes(keys, split)], limit) == counts[1] == len(want)
+            whole = len(_brute_pairs(n, key_of, dict.fromkeys(range(n), -1), limit, None, None))
+            assert counts[4] == len(want) - whole
+        # a record in a block over the limit, or in a piece over it, comes back once it fits
+        gone = rng.random(n) < 0.4
+        [found] = reopened([(big_p, big_k)], gone, limit)
+
+        def count(p: int, same_piece: bool, staying: bool) -> int:
+            return sum(1 for q in range(n) if key_of[q] == key_of[p] and (not same_piece or split_of[q] == split_of[p])
+                       and (not staying or not gone[q]))
+
+        expect = sorted(p for p in range(n) if not gone[p] and count(p, False, False) > limit and (
+            2 <= count(p, False, True) <= limit or (split_of[p] >= 0 and count(p, True, False) > limit and 2 <= count(p, True, True) <= limit)))
+        assert found.tolist() == expect
+    # the limit fitted to a budget is the largest whose plan, the pieces' pairs included, fits it
+    keys = rng.zipf(1.6, 20_000).astype(np.int64)
+    split = rng.integers(-1, 30, 20_000).astype(np.int64)
+    sizes = [block_sizes(keys, split), block_sizes(np.roll(keys, 7))]
+    budget = planned_pairs(sizes, 60) // 3
+    limit = fit_block_size(sizes, 60, budget)
+    assert 2 <= limit < 60 and planned_pairs(sizes, limit) <= budget < planned_pairs(sizes, limit + 1)
+
+
+def test_name_initials_survive_a_misspelt_or_swapped_name() -> None:
+    from crmclean.dedupe.features import name_initials
+
+    frame = canonical([{**BASE, "first_name": "John", "last_name": "Smith"}, {**BASE, "first_name": "Jon", "last_name": "Smyth"},
+                       {**BASE, "first_name": "Smith", "last_name": "John"}, {**BASE, "first_name": "Jane", "last_name": "Doe"},
+                       {**BASE, "first_name": "", "last_name": "Smith"}])
+    got = name_initials(build_features(frame)).tolist()
+    assert got[0] == got[1] == got[2] and got[3] not in (got[0], -1) and got[4] == -1
+
+
+def test_a_duplicate_on_an_oversized_switchboard_is_found_through_its_piece() -> None:
+    """Twelve colleagues on one switchboard: over a block limit of 6 the phone block yields no
+    pairs, but cut by name initials it yields the duplicate with the swapped, misspelt name, which
+    no other rule brings together — and merges it. Without the split it stays apart."""
+    names = [("Alice", "Brown"), ("Carlos", "Diaz"), ("Erin", "Foster"), ("Grace", "Hill"), ("Ivan", "Jones"), ("Kara", "Lopez"),
+             ("Mona", "Nash"), ("Omar", "Patel"), ("Quinn", "Reyes"), ("Sara", "Tran"), ("Uma", "Vance"), ("Wade", "Young")]
+    rows = [{**BASE, "first_name": fn, "last_name": ln, "email": f"{fn.lower()}.{ln.lower()}@acme.example",
+             "phone": "(312) 555-0100", "street_1": "", "city": "", "postal_code": "", "company_name": ""}
+            for fn, ln in names]
+    rows.append({**rows[7], "first_name": "Patell", "last_name": "Omar"})
+    frame = canonical(rows)
+    rules = [{"id": "phone", "on": ["phone_any"], "split": "name_initials"}, {"id": "surname", "on": ["last_name"]}]
+    res = dedupe(frame, frame, _pack_with(max_block_size=6, blocking=rules))
+    ids = frame["record_id"].tolist()
+    assert sorted(zip(res.merge_map["loser_id"], res.merge_map["survivor_id"], strict=True)) in ([(ids[12], ids[7])], [(ids[7], ids[12])])
+    assert res.rules[0].split_pairs >= 1
+    plain = dedupe(frame, frame, _pack_with(max_block_size=6, blocking=[{k: v for k, v in r.items() if k != "split"} for r in rules]))
+    assert not len(plain.merge_map)

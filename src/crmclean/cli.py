@@ -254,8 +254,9 @@ def _pipeline(
         else:
             render.line(f"{estimate['records']:,} records in {len(inputs)} file(s); {estimate['candidate_pairs']:,} candidate pairs "
                         f"(budget {estimate['max_pairs']:,}); estimated peak memory {estimate['estimated_peak_mb']:,} MB", to_stdout=True)
-            render.table("blocking rules", ["rule", "candidate pairs", "oversized blocks", "records in oversized blocks"],
-                         [[b["rule"], f"{b['pairs']:,}", str(b["oversized_blocks"]), str(b["records_in_oversized_blocks"])] for b in estimate["blocking"]], to_stdout=True)
+            render.table("blocking rules", ["rule", "candidate pairs", "oversized blocks", "records in oversized blocks", "pairs from split blocks"],
+                         [[b["rule"], f"{b['pairs']:,}", str(b["oversized_blocks"]), str(b["records_in_oversized_blocks"]), f"{b['split_pairs']:,}"]
+                          for b in estimate["blocking"]], to_stdout=True)
             if estimate["over_budget"]:
                 render.warn("W-PLAN-BUDGET: this run would exceed the pack's candidate-pair budget")
         raise typer.Exit(int(ExitCode.USAGE) if estimate["over_budget"] else int(ExitCode.OK))

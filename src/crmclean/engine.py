@@ -182,8 +182,10 @@ class DaskEngine(Engine):
         max_block = check_budget(keyed, max_block, budget)
         focus_ = delayed(focus, pure=True)
         tasks = []
-        for r, (_rule_id, positions, keys) in enumerate(keyed):
+        for r, (_rule_id, positions, keys, split) in enumerate(keyed):
             rows = pd.DataFrame({"p": positions.astype(np.int64), "k": keys.astype(np.int64)})
+            if split is not None:  # a piece lies within its block: it travels with it
+                rows["s"] = split.astype(np.int64)
             nparts = max(1, min(self.partitions, len(rows)))
             # the shuffle puts every record of one block key into one partition
             shuffled = dd.from_pandas(rows, npartitions=nparts, sort=False).shuffle("k", npartitions=nparts)
@@ -195,12 +197,12 @@ class DaskEngine(Engine):
         estimates: list[RuleEstimate] = []
         oversized: list[tuple[np.ndarray, np.ndarray]] = []
         at = 0
-        for (rule_id, _p, _k), rule_tasks in zip(keyed, tasks, strict=True):
+        for (rule_id, _p, _k, _s), rule_tasks in zip(keyed, tasks, strict=True):
             done = flat[at:at + len(rule_tasks)]
             at += len(rule_tasks)
             lefts.extend(d[0] for d in done)
             rights.extend(d[1] for d in done)
-            counts = np.sum([d[2] for d in done], axis=0) if done else np.zeros(4, dtype=np.int64)
+            counts = np.sum([d[2] for d in done], axis=0) if done else np.zeros(5, dtype=np.int64)
             estimates.append(RuleEstimate(rule_id, *(int(x) for x in counts)))
             empty = np.zeros(0, dtype=np.int64)
             oversized.append((np.concatenate([empty] + [d[3] for d in done]), np.concatenate([empty] + [d[4] for d in done])))
@@ -226,8 +228,9 @@ def _block_part(rows: pd.DataFrame, max_block: int, focus: np.ndarray | None,
                 opened: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     from crmclean.dedupe.blocking import rule_pairs
 
+    split = rows["s"].to_numpy(dtype=np.int64) if "s" in rows else None
     left, right, counts, (big_p, big_k) = rule_pairs(rows["p"].to_numpy(dtype=np.int64), rows["k"].to_numpy(dtype=np.int64), max_block,
-                                                     focus, opened)
+                                                     focus, opened, split)
     return left, right, np.asarray(counts, dtype=np.int64), big_p, big_k
 
 

@@ -566,7 +566,8 @@ def _run(opts: RunOptions, engine: Engine, progress: Callable[[str], None] | Non
             "max_block_size": dd.max_block if dd else 0,
             "auto_merge_pairs": dd.auto_pairs if dd else 0,
             "review_pairs": len(dd.review) if dd else 0,
-            "blocking": [{"rule": r.rule_id, "pairs": r.pairs, "oversized_blocks": r.oversized_blocks, "records_in_oversized_blocks": r.records_in_oversized} for r in dd.rules] if dd else [],
+            "blocking": [{"rule": r.rule_id, "pairs": r.pairs, "oversized_blocks": r.oversized_blocks, "records_in_oversized_blocks": r.records_in_oversized,
+                          "split_pairs": r.split_pairs} for r in dd.rules] if dd else [],
             "cluster_sizes": {str(k): int(v) for k, v in sizes.items()},
         },
     }

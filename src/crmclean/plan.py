@@ -40,5 +40,5 @@ def estimate_run(opts: RunOptions) -> dict[str, Any]:
         "max_block_size": int(settings["max_block_size"]),  # type: ignore[call-overload]
         "max_block_size_used": limit,
         "blocking": [{"rule": r.rule_id, "pairs": r.pairs, "oversized_blocks": r.oversized_blocks,
-                      "records_in_oversized_blocks": r.records_in_oversized} for r in rules],
+                      "records_in_oversized_blocks": r.records_in_oversized, "split_pairs": r.split_pairs} for r in rules],
     }

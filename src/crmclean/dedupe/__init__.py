@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 
 from crmclean.dedupe.arrays import sorted_unique
 from crmclean.dedupe.blocking import (
+    BlockSizes,
     RuleEstimate,
     block_sizes,
     estimate_rule,
@@ -93,7 +94,7 @@ def dedupe_settings(pack: Pack) -> dict[str, object]:
     return d
 
 
-def fit_budget(sizes: list[np.ndarray], limit: int, max_pairs: int, action: str) -> int:
+def fit_budget(sizes: list[BlockSizes], limit: int, max_pairs: int, action: str) -> int:
     """The block-size limit a run uses under the pack's pair budget.
 
     ``tighten`` lowers the limit until the planned pairs fit (records in the blocks it drops
@@ -117,13 +118,13 @@ def plan(frame: pd.DataFrame, pack: Pack) -> tuple[list[RuleEstimate], int]:
     roles = frozenset(pack.get("normalize", "email", "role_locals", default=[]))
     min_people = int(settings["shared_contact_min_names"])  # type: ignore[call-overload]
     keyed = keyed_rules(build_features(frame, roles, min_people=min_people), list(settings["blocking"]))  # type: ignore[call-overload]
-    sizes = [block_sizes(keys) for _r, _p, keys in keyed]
+    sizes = [block_sizes(keys, split) for _r, _p, keys, split in keyed]
     limit = int(settings["max_block_size"])  # type: ignore[call-overload]
     try:
         limit = fit_budget(sizes, limit, int(settings["max_pairs"]), str(settings["budget_action"]))  # type: ignore[call-overload]
     except UsageError:
         pass  # the plan reports the overrun; the run refuses it
-    return [estimate_rule(rule_id, s, limit) for (rule_id, _p, _k), s in zip(keyed, sizes, strict=True)], limit
+    return [estimate_rule(rule_id, s, limit) for (rule_id, _p, _k, _s), s in zip(keyed, sizes, strict=True)], limit
 
 
 def read_decisions(path: str | Path) -> pd.DataFrame:
@@ -317,7 +318,7 @@ def _judge(feats: pd.DataFrame, ids: np.ndarray, settings: dict[str, object], de
     max_block = int(settings["max_block_size"])  # type: ignore[call-overload]
     max_pairs = int(settings["max_pairs"])  # type: ignore[call-overload]
 
-    def budget(sizes: list[np.ndarray], limit: int) -> int:
+    def budget(sizes: list[BlockSizes], limit: int) -> int:
         return fit_budget(sizes, limit, max_pairs, str(settings["budget_action"]))
 
     hot = pd.Series(ids, dtype=object).isin(focus).to_numpy() if focus is not None else None

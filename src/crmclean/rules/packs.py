@@ -43,6 +43,10 @@ KINDS = ("source", "target", "rules")
 OBJECTS = ("contact", "lead", "account")
 FIELDS = Enum(*CANONICAL_FIELDS)
 NAME = Str(r"[a-z0-9][a-z0-9_.-]{0,63}")
+# blocking keys a rule may be made of; the split keys have one value per record
+SPLIT_KEYS = ("name_initials", "first_initial", "last_name", "last_name_phonetic", "city", "zip5", "street_key", "company_key",
+              "email", "email_local", "mobile", "full_name_sorted")
+BLOCKING_KEYS = (*SPLIT_KEYS, "phone_any", "first_name_canonical")
 STRS = ListOf(Str())
 
 
@@ -198,10 +202,8 @@ RULES_SCHEMA = Map(
                 "max_block_size": Num(2, 100_000, integer=True),
                 "max_pairs": Num(1, 10**11, integer=True),
                 "budget_action": Enum("tighten", "refuse", "warn"),
-                "blocking": ListOf(Map({"id": NAME, "on": ListOf(Enum(
-                    "email", "phone_any", "mobile", "last_name", "last_name_phonetic", "first_name_canonical",
-                    "first_initial", "city", "zip5", "street_key", "company_key", "email_local", "full_name_sorted"), 1)},
-                    required=("id", "on")), 1),
+                "blocking": ListOf(Map({"id": NAME, "on": ListOf(Enum(*BLOCKING_KEYS), 1), "split": Enum(*SPLIT_KEYS)},
+                                       required=("id", "on")), 1),
                 "thresholds": Map({"auto_merge": Num(0, 1), "review": Num(0, 1)}),
                 "shared_contact_min_names": Num(2, 1000, integer=True),
                 "survivorship": Map(
