@@ -816,3 +816,41 @@ def test_a_duplicate_on_an_oversized_switchboard_is_found_through_its_piece() ->
     assert res.rules[0].split_pairs >= 1
     plain = dedupe(frame, frame, _pack_with(max_block_size=6, blocking=[{k: v for k, v in r.items() if k != "split"} for r in rules]))
     assert not len(plain.merge_map)
+
+
+def test_a_handed_over_frame_is_taken_and_deduplicated_as_a_held_one() -> None:
+    from crmclean.dedupe import Handoff
+
+    frame = canonical([BASE, {**BASE, "first_name": "Bob", "email": ""}, {**BASE, "first_name": "Carol", "email": "carol@x.example"}])
+    before = frame.copy()
+    held = dedupe(frame, frame, PACK)
+    pd.testing.assert_frame_equal(frame, before)  # a frame passed as is stays the caller's
+    handoff = Handoff(frame.copy())
+    taken = dedupe(handoff, frame, PACK)
+    assert handoff.frame is None
+    pd.testing.assert_frame_equal(taken.frame, held.frame)
+    pd.testing.assert_frame_equal(taken.merge_map, held.merge_map)
+    pd.testing.assert_frame_equal(taken.clusters, held.clusters)
+    assert len(held.merge_map) == 1
+    with pytest.raises(ValueError, match="taken already"):
+        dedupe(handoff, frame, PACK)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.text(max_size=4), max_size=6), min_size=1, max_size=5), st.data())
+def test_replacing_cells_of_a_chunked_text_column_equals_setting_them(chunks: list[list[str]], data: st.DataObject) -> None:
+    """replace_text works chunk by chunk (an unchanged chunk shared): the column equals the
+    one set cell by cell, whatever the chunking and the order of the rows."""
+    import pyarrow as pa
+
+    from crmclean.model import STR, replace_text
+
+    arr = pa.chunked_array([pa.array(c, type=pa.large_string()) for c in chunks], type=pa.large_string())
+    series = pd.Series(STR.__from_arrow__(arr))
+    n = len(series)
+    rows = data.draw(st.lists(st.integers(0, max(n - 1, 0)), unique=True, max_size=n)) if n else []
+    values = data.draw(st.lists(st.text(max_size=4), min_size=len(rows), max_size=len(rows)))
+    got = pd.Series(replace_text(series, np.asarray(rows, dtype=np.int64), pa.array(values, type=pa.large_string())))
+    want = series.to_numpy(dtype=object).copy()
+    want[np.asarray(rows, dtype=np.int64)] = values
+    assert got.dtype == series.dtype and got.tolist() == want.tolist()

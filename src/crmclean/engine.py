@@ -70,26 +70,25 @@ class Engine:
         20M pairs); from ``PARALLEL_PAIRS`` pairs on, the chunks are shared out to forked workers
         (both cores). A pair's levels depend on that pair alone, so the chunks, concatenated in
         order, equal one comparison of the whole list."""
-        from crmclean.dedupe.compare import compare, concat_comparisons, vocabularies
+        from crmclean.dedupe.compare import compare, gather_comparisons, vocabularies
         from crmclean.procs import cpu_workers, worker_pool
 
         n = len(left)
         vocab = vocabularies(features)  # once: every chunk (and worker) shares it
         workers = cpu_workers()
         if n < PARALLEL_PAIRS or workers < 2:
-            return concat_comparisons([compare(features, left[a:a + COMPARE_CHUNK], right[a:a + COMPARE_CHUNK], vocab=vocab)
-                                       for a in range(0, max(n, 1), COMPARE_CHUNK)])
+            return gather_comparisons((compare(features, left[a:a + COMPARE_CHUNK], right[a:a + COMPARE_CHUNK], vocab=vocab)
+                                       for a in range(0, max(n, 1), COMPARE_CHUNK)), n)
         pieces = max(workers, -(-n // COMPARE_CHUNK))
         bounds = np.linspace(0, n, pieces + 1).astype(np.int64).tolist()
         global _COMPARE_JOB
         # fork: workers read the features, vocabularies and pairs copy-on-write; only levels come back
         _COMPARE_JOB = (features, left, right, vocab)
         try:
-            with worker_pool(workers) as pool:
-                parts = list(pool.map(_compare_range, zip(bounds[:-1], bounds[1:], strict=True)))
+            with worker_pool(workers) as pool:  # each range copied in as it comes back, in order
+                return gather_comparisons(pool.map(_compare_range, zip(bounds[:-1], bounds[1:], strict=True)), n)
         finally:
             _COMPARE_JOB = None
-        return concat_comparisons(parts)
 
 
 COMPARE_CHUNK = 2_000_000
@@ -212,7 +211,7 @@ class DaskEngine(Engine):
     def compare(self, features: pd.DataFrame, left: np.ndarray, right: np.ndarray) -> Comparison:
         from dask.delayed import delayed
 
-        from crmclean.dedupe.compare import compare, concat_comparisons, vocabularies
+        from crmclean.dedupe.compare import compare, gather_comparisons, vocabularies
 
         if len(left) < 2:
             return compare(features, left, right)
@@ -221,7 +220,7 @@ class DaskEngine(Engine):
         parts = max(self.partitions, -(-len(left) // COMPARE_CHUNK))
         bounds = np.linspace(0, len(left), min(parts, len(left)) + 1).astype(int).tolist()
         chunks = self._run([delayed(compare, pure=True)(feats, left[a:b], right[a:b], True, vocab) for a, b in zip(bounds[:-1], bounds[1:], strict=True)])
-        return concat_comparisons(chunks)
+        return gather_comparisons((chunks.pop(0) for _ in range(len(chunks))), len(left))  # each let go once copied
 
 
 def _block_part(rows: pd.DataFrame, max_block: int, focus: np.ndarray | None,

@@ -190,15 +190,29 @@ def arrow_text(series: pd.Series, convert: bool = False) -> pa.Array | pa.Chunke
 
 
 def replace_text(series: pd.Series, rows: np.ndarray, values: pa.Array) -> Any:
-    """An Arrow-backed text column's array with the cells at positions ``rows`` (any order) set
-    to ``values``, in Arrow: setting cells of an Arrow column through pandas goes by way of
-    Python objects."""
+    """An Arrow-backed text column's array with the cells at positions ``rows`` (any order, each
+    once) set to ``values``, in Arrow: setting cells of an Arrow column through pandas goes by way
+    of Python objects. Chunk by chunk: a chunk without a change is shared, not copied, and the
+    column is never combined into one more copy (a notes column at a million records is
+    hundreds of MB)."""
     whole = pa.array(series.array)
-    whole = whole.combine_chunks() if isinstance(whole, pa.ChunkedArray) else whole
+    chunks = whole.chunks if isinstance(whole, pa.ChunkedArray) else [whole]
     order = np.argsort(rows, kind="stable")
-    mask = np.zeros(len(series), dtype=bool)
-    mask[rows] = True
-    return series.dtype.__from_arrow__(pc.replace_with_mask(whole, pa.array(mask), values.take(pa.array(order)).cast(whole.type)))  # type: ignore[union-attr]
+    at = rows[order]
+    replacements = values.take(pa.array(order)).cast(whole.type)
+    out = []
+    start = 0
+    for chunk in chunks:
+        end = start + len(chunk)
+        a, b = np.searchsorted(at, [start, end])
+        if a == b:
+            out.append(chunk)
+        else:
+            mask = np.zeros(len(chunk), dtype=bool)
+            mask[at[a:b] - start] = True
+            out.append(pc.replace_with_mask(chunk, pa.array(mask), replacements.slice(a, b - a)))
+        start = end
+    return series.dtype.__from_arrow__(pa.chunked_array(out, type=whole.type))  # type: ignore[union-attr]
 
 
 def member(values: pd.Series | np.ndarray, pool: Collection[Any]) -> np.ndarray:

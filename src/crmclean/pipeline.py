@@ -278,7 +278,7 @@ def run(opts: RunOptions, progress: Callable[[str], None] | None = None, staging
 def _run(opts: RunOptions, engine: Engine, progress: Callable[[str], None] | None = None, staging: Staging | None = None) -> RunResult:
     import time
 
-    from crmclean.dedupe import DedupeResult, dedupe, read_decisions
+    from crmclean.dedupe import DedupeResult, Handoff, dedupe, read_decisions
     from crmclean.export.report import EXAMPLE_MERGES
     from crmclean.export.safe import (
         escape_frame,
@@ -344,7 +344,12 @@ def _run(opts: RunOptions, engine: Engine, progress: Callable[[str], None] | Non
     working = frame
     if "dedupe" in opts.stages and pack.get("dedupe", "enabled", default=True) and n:
         say("dedupe")
-        dd = dedupe(frame, loaded.frame, pack, decisions, engine)
+        # dedupe takes the normalized frame over and lets its columns go as the survivors replace
+        # them (~900 MB at 1M); the run keeps what the ledger, the originals' source lines and
+        # the fill counts need
+        handoff = Handoff(frame)
+        frame = working = frame[[SOURCE_FILE, SOURCE_LINE, "_source_id", "email", "phone", "mobile"]]
+        dd = dedupe(handoff, loaded.frame, pack, decisions, engine)
         changes.append(dd.changes)
         working = dd.frame
         cluster_ids = dd.clusters["cluster_id"].to_numpy(dtype=object)
@@ -354,9 +359,6 @@ def _run(opts: RunOptions, engine: Engine, progress: Callable[[str], None] | Non
         # losers' rows and the clusters are ~450 MB (the report shows a few losers' names)
         shown = member(dd.losers[RECORD_ID], frozenset(dd.merge_map["loser_id"].head(EXAMPLE_MERGES).tolist()))
         dd = replace(dd, losers=dd.losers[shown], clusters=dd.clusters.iloc[:0], frame=dd.frame.iloc[:0])
-        # from here on the normalized frame serves only the ledger, the originals' source lines
-        # and the fill counts: its other normalized columns (~300 MB at 1M) go
-        frame = frame[[SOURCE_FILE, SOURCE_LINE, "_source_id", "email", "phone", "mobile"]]
     else:
         from crmclean.dedupe.cluster import cluster_id
 

@@ -153,17 +153,38 @@ def read_decisions(path: str | Path) -> pd.DataFrame:
 MAX_PASSES = 3
 
 
-def dedupe(frame: pd.DataFrame, original: pd.DataFrame, pack: Pack, decisions: pd.DataFrame | None = None,
+@dataclass
+class Handoff:
+    """A frame handed over to :func:`dedupe`, which clears ``frame`` as it takes it. With the
+    caller holding no other reference, the frame's columns go as the first pass replaces them
+    with the survivors' (at a million records the normalized frame is ~900 MB, which a caller
+    holding it kept alive through every pass)."""
+
+    frame: pd.DataFrame | None
+
+
+def dedupe(frame: pd.DataFrame | Handoff, original: pd.DataFrame, pack: Pack, decisions: pd.DataFrame | None = None,
            engine: Engine = LOCAL) -> DedupeResult:
     """Deduplicate to a fixed point: after a pass merges, the golden records are compared again.
 
     Resolving a chain-guard conflict can leave a survivor that now plainly matches a record held
     back in the first pass; repeating until a pass merges nothing (at most ``MAX_PASSES``) makes
-    ``run`` on its own output merge nothing.
+    ``run`` on its own output merge nothing. ``frame`` is left as it was; a :class:`Handoff`'s
+    frame is taken over.
     """
+    if isinstance(frame, Handoff):
+        taken, frame.frame = frame.frame, None
+        if taken is None:
+            raise ValueError("the hand-off holds no frame: it was taken already")
+    else:
+        taken = frame
+    del frame
     # the record ids as Python strings, made once: each later pass takes its rows' from them
-    all_ids = frame[RECORD_ID].astype(str).to_numpy(dtype=object)
-    result = _dedupe_once(_Carry(frame, ids=all_ids), pack, decisions, engine=engine)
+    all_ids = taken[RECORD_ID].astype(str).to_numpy(dtype=object)
+    carry = _Carry(taken, ids=all_ids)
+    del taken  # the pass holds it alone
+    result = _dedupe_once(carry, pack, decisions, engine=engine)
+    del carry
     ids = all_ids[result.kept] if result.kept is not None else all_ids  # of result.frame's rows
     # later passes reuse the fitted model and look only at pairs that touch a record the last
     # pass changed, and at blocks its merges brought under the size limit: every other pair was
