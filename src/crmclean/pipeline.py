@@ -337,9 +337,6 @@ def _run(opts: RunOptions, engine: Engine, progress: Callable[[str], None] | Non
     lap("validate")
 
     n = len(frame)
-    ids = frame[RECORD_ID].astype(str).to_numpy(dtype=object)
-    cluster_ids = np.array([""] * n, dtype=object)
-    survivor = ids.copy()
     dd: DedupeResult | None = None
     working = frame
     if "dedupe" in opts.stages and pack.get("dedupe", "enabled", default=True) and n:
@@ -352,7 +349,10 @@ def _run(opts: RunOptions, engine: Engine, progress: Callable[[str], None] | Non
         dd = dedupe(handoff, loaded.frame, pack, decisions, engine)
         changes.append(dd.changes)
         working = dd.frame
+        # the record ids in input order, as the clusters list them: made here, not held through dedupe
+        ids = dd.clusters[RECORD_ID].to_numpy(dtype=object)
         cluster_ids = dd.clusters["cluster_id"].to_numpy(dtype=object)
+        survivor = ids.copy()
         if len(dd.merge_map):
             survivor[pd.Index(ids).get_indexer(dd.merge_map["loser_id"].to_numpy(dtype=object))] = dd.merge_map["survivor_id"].to_numpy(dtype=object)
         # the export reads the result's merge map and review queue, not its frames: at 1M the
@@ -362,6 +362,8 @@ def _run(opts: RunOptions, engine: Engine, progress: Callable[[str], None] | Non
     else:
         from crmclean.dedupe.cluster import cluster_id
 
+        ids = frame[RECORD_ID].astype(str).to_numpy(dtype=object)
+        survivor = ids.copy()
         cluster_ids = np.array([cluster_id(x) for x in ids], dtype=object)
     lap("dedupe")
 
@@ -372,6 +374,7 @@ def _run(opts: RunOptions, engine: Engine, progress: Callable[[str], None] | Non
         changes.append(lc.changes)
         findings.append(lc.findings)
         reason_counts = lc.counts
+        del lc  # its frame is working's, which the export lets go of part by part
     else:
         working = working.copy()
         for c in ("_state", "_reason", "_rule_id", "_reasons", "_signals", "_review"):
@@ -437,6 +440,12 @@ def _run(opts: RunOptions, engine: Engine, progress: Callable[[str], None] | Non
                              [c for c in working.columns if c in wanted or c.startswith(EXTRA_PREFIX)]]
     if not exportable[ROW].is_monotonic_increasing:
         exportable = exportable.sort_values(ROW, kind="mergesort")
+    # archive.csv and the delete manifest need four columns of their rows, and the report the names
+    # of the first merges' survivors: the rest of the survivors' frame (~700 MB at 1M) goes now
+    set_aside = {st: working.loc[(working["_state"] == st).to_numpy(), [ROW, "_reason", "_rule_id", "_reasons"]] for st in ("archived", "deleted")}
+    shown_survivors = frozenset(dd.merge_map["survivor_id"].head(EXAMPLE_MERGES).tolist()) if dd is not None else frozenset()
+    working = working.loc[member(working[RECORD_ID], shown_survivors), [RECORD_ID, "first_name", "last_name"]]
+    release_memory()
     formula_hits: list[tuple[int, str]] = []
     unmapped_owners: list[str] = []
     # one import file per object type: the first input's object is clean.csv, others clean_<object>.csv
@@ -477,8 +486,11 @@ def _run(opts: RunOptions, engine: Engine, progress: Callable[[str], None] | Non
         changes_by_rule.update({str(k): int(v) for k, v in part["rule_id"].value_counts().items() if v})
     change_count = sum(len(part) for part in changes)
     change_examples = concat([part.groupby("rule_id", sort=False, observed=True).head(2) for part in changes], CHANGE_COLUMNS)
-    files["changes.csv"] = frames_csv_pieces([escape_frame(part)[0] for part in changes], CHANGE_COLUMNS)
-    changes.clear()
+    escaped_parts = []
+    while changes:  # each part let go as it is escaped: the log and its escaped copy were both whole (~700 MB at 1M)
+        escaped_parts.append(escape_frame(changes.pop(0))[0])
+    files["changes.csv"] = frames_csv_pieces(escaped_parts, CHANGE_COLUMNS)
+    del escaped_parts
     release_memory()
 
     def with_originals(sel_rows: np.ndarray, extra: dict[str, np.ndarray]) -> pd.DataFrame:
@@ -494,11 +506,12 @@ def _run(opts: RunOptions, engine: Engine, progress: Callable[[str], None] | Non
     def safe(df: pd.DataFrame) -> Iterable[bytes]:
         return frame_csv_pieces(escape_frame(df)[0])
 
-    arch = working[working["_state"] == "archived"]
+    arch = set_aside["archived"]
     files["archive.csv"] = safe(with_originals(arch[ROW].to_numpy(), {"reason": arch["_reason"].to_numpy(), "rule_id": arch["_rule_id"].to_numpy(), "reasons": arch["_reasons"].to_numpy()}))
-    dele = working[working["_state"] == "deleted"]
+    dele = set_aside["deleted"]
     if len(dele):
         files["delete_manifest.csv"] = safe(with_originals(dele[ROW].to_numpy(), {"reason": dele["_reason"].to_numpy(), "rule_id": dele["_rule_id"].to_numpy(), "reasons": dele["_reasons"].to_numpy()}))
+    del arch, dele, set_aside
     rej = pd.DataFrame(rej_rows)
     raw_rej = [{"source_file": inp.table.display, "source_line": str(r.line), "code": r.code, "reason": r.reason, "raw": r.raw} for inp in loaded.inputs for r in inp.table.rejects]
     files["rejects.csv"] = safe(pd.DataFrame(raw_rej, columns=["source_file", "source_line", "code", "reason", "raw"]))
