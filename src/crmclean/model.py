@@ -193,8 +193,8 @@ def replace_text(series: pd.Series, rows: np.ndarray, values: pa.Array) -> Any:
     """An Arrow-backed text column's array with the cells at positions ``rows`` (any order, each
     once) set to ``values``, in Arrow: setting cells of an Arrow column through pandas goes by way
     of Python objects. Chunk by chunk: a chunk without a change is shared, not copied, and the
-    column is never combined into one more copy (a notes column at a million records is
-    hundreds of MB)."""
+    column is never combined into one more whole copy first (survivorship writes golden values
+    into every changed column of a million records)."""
     whole = pa.array(series.array)
     chunks = whole.chunks if isinstance(whole, pa.ChunkedArray) else [whole]
     order = np.argsort(rows, kind="stable")

@@ -345,7 +345,7 @@ def _run(opts: RunOptions, engine: Engine, progress: Callable[[str], None] | Non
         # them (~900 MB at 1M); the run keeps what the ledger, the originals' source lines and
         # the fill counts need
         handoff = Handoff(frame)
-        frame = working = frame[[SOURCE_FILE, SOURCE_LINE, "_source_id", "email", "phone", "mobile"]]
+        frame = working = frame[[SOURCE_FILE, SOURCE_LINE, "_source_id", "email", "phone", "mobile"]]  # neither holds it now
         dd = dedupe(handoff, loaded.frame, pack, decisions, engine)
         changes.append(dd.changes)
         working = dd.frame
@@ -487,7 +487,7 @@ def _run(opts: RunOptions, engine: Engine, progress: Callable[[str], None] | Non
     change_count = sum(len(part) for part in changes)
     change_examples = concat([part.groupby("rule_id", sort=False, observed=True).head(2) for part in changes], CHANGE_COLUMNS)
     escaped_parts = []
-    while changes:  # each part let go as it is escaped: the log and its escaped copy were both whole (~700 MB at 1M)
+    while changes:  # each part is let go as it is escaped (escape_frame shares the columns it leaves alone)
         escaped_parts.append(escape_frame(changes.pop(0))[0])
     files["changes.csv"] = frames_csv_pieces(escaped_parts, CHANGE_COLUMNS)
     del escaped_parts
