@@ -10,12 +10,12 @@ from crmclean.normalize import NormalizeContext, normalize
 from crmclean.pipeline import RunOptions, load_inputs
 from crmclean.rules.packs import load_pack
 
-# Fitted on the benchmark (2026-11-24, d65d9a3: a dedupe pass hands its frame,
-# features and judged pairs to the next instead of holding a copy; the change log is written
-# from its parts; the ledger and the log are let go once written): the full run peaked at
-# 678 MB for 150k records with 1.5M pairs (estimate 662) and 4,474 MB for 1.5M records with
-# 18.8M pairs (estimate 4,426). A fixed ~250 MB is the interpreter, the libraries and the pack.
-BYTES_PER_CELL = 17  # a cell in Arrow (~15 B) plus the share of it held as Python objects in flight
+# Fitted on the benchmark (2026-11-24, 9137378: dedupe takes the normalized frame over, the
+# export lets the survivors' frame go once the import rows are taken): the full run peaked at
+# 629 MB for 150k records with 2.5M planned pairs (estimate 631) and 3,967 MB for 1.5M records
+# with 19.7M planned pairs (estimate 3,982). A fixed ~250 MB is the interpreter, the libraries
+# and the pack.
+BYTES_PER_CELL = 15  # a cell in Arrow (~15 B) plus the share of it held as Python objects in flight
 BYTES_PER_PAIR = 16  # what the pairs add at the peak: the judged pair keys, and the pair arrays while scoring
 WORKING_COPIES = 4  # raw, canonical, normalized and exported frames alive at the peak
 
