@@ -85,9 +85,9 @@ def one(size: int, seed: int, stages: list[str], engine: str) -> dict[str, objec
     from crmclean.engine import make_engine
     from crmclean.export.publish import Staging
     from crmclean.lifecycle import LifecycleContext, lifecycle
-    from crmclean.model import SOURCE_FILE, SOURCE_LINE, StageResult
+    from crmclean.model import StageResult
     from crmclean.normalize import NormalizeContext
-    from crmclean.pipeline import RunOptions, load_inputs, run
+    from crmclean.pipeline import KEPT_AFTER_DEDUPE, RunOptions, load_inputs, run
     from crmclean.procs import lean_arrow_memory
     from crmclean.rules.packs import load_pack
 
@@ -123,7 +123,7 @@ def one(size: int, seed: int, stages: list[str], engine: str) -> dict[str, objec
             # as a run does: dedupe takes the normalized frame over (the run keeps the stage's
             # change log and findings, and six columns of the frame: a few MB here)
             handoff = Handoff(norm.frame)
-            norm = StageResult(norm.frame[[SOURCE_FILE, SOURCE_LINE, "_source_id", "email", "phone", "mobile"]], norm.changes, norm.findings)
+            norm = StageResult(norm.frame[list(KEPT_AFTER_DEDUPE)], norm.changes, norm.findings)
             t = time.perf_counter()
             dd = dedupe(handoff, loaded.frame, pack, engine=eng)
             sec = time.perf_counter() - t

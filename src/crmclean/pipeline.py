@@ -61,6 +61,11 @@ class Loaded:
         return sum(i.table.rows_read for i in self.inputs)
 
 
+# the normalized columns a run keeps once dedupe has taken the frame over: the ledger's source
+# lines and legacy ids, and the fill counts of the contact fields
+KEPT_AFTER_DEDUPE = (SOURCE_FILE, SOURCE_LINE, "_source_id", "email", "phone", "mobile")
+
+
 def _display_names(paths: list[Path]) -> list[str]:
     names = [p.name for p in paths]
     if len(set(names)) == len(names):
@@ -345,7 +350,7 @@ def _run(opts: RunOptions, engine: Engine, progress: Callable[[str], None] | Non
         # them (~900 MB at 1M); the run keeps what the ledger, the originals' source lines and
         # the fill counts need
         handoff = Handoff(frame)
-        frame = working = frame[[SOURCE_FILE, SOURCE_LINE, "_source_id", "email", "phone", "mobile"]]  # neither holds it now
+        frame = working = frame[list(KEPT_AFTER_DEDUPE)]  # neither holds it now
         dd = dedupe(handoff, loaded.frame, pack, decisions, engine)
         changes.append(dd.changes)
         working = dd.frame
@@ -486,11 +491,8 @@ def _run(opts: RunOptions, engine: Engine, progress: Callable[[str], None] | Non
         changes_by_rule.update({str(k): int(v) for k, v in part["rule_id"].value_counts().items() if v})
     change_count = sum(len(part) for part in changes)
     change_examples = concat([part.groupby("rule_id", sort=False, observed=True).head(2) for part in changes], CHANGE_COLUMNS)
-    escaped_parts = []
-    while changes:  # each part is let go as it is escaped (escape_frame shares the columns it leaves alone)
-        escaped_parts.append(escape_frame(changes.pop(0))[0])
-    files["changes.csv"] = frames_csv_pieces(escaped_parts, CHANGE_COLUMNS)
-    del escaped_parts
+    files["changes.csv"] = frames_csv_pieces([escape_frame(part)[0] for part in changes], CHANGE_COLUMNS)
+    changes.clear()
     release_memory()
 
     def with_originals(sel_rows: np.ndarray, extra: dict[str, np.ndarray]) -> pd.DataFrame:

@@ -189,13 +189,13 @@ def rule_pairs(positions: np.ndarray, keys: np.ndarray, max_block: int, focus: n
         sp = split[order]
         cut = big & (sp >= 0)
         piece = _pieces(codes[cut], sp[cut])
-        p_order = np.lexsort((pos[cut], piece))
-        p_pos, p_codes = pos[cut][p_order], piece[p_order]
-        p_left, p_right, _sizes, p_big = _within_limit(p_pos, p_codes, max_block, focus, opened)
+        p_order = np.flatnonzero(cut)[np.lexsort((pos[cut], piece))]  # the cut entries, sorted by piece
+        p_left, p_right, _sizes, p_big = _within_limit(pos[p_order], np.sort(piece), max_block, focus, opened)
         split_pairs = len(p_left)
         left, right = np.concatenate([left, p_left]), np.concatenate([right, p_right])
-        over_p.append(p_pos[p_big])
-        over_k.append(-(1 + sorted_keys[cut][p_order][p_big] * PIECE_KEY + sp[cut][p_order][p_big]))
+        at = p_order[p_big]
+        over_p.append(pos[at])
+        over_k.append(-(1 + sorted_keys[at] * PIECE_KEY + sp[at]))
     counts = (int((sizes > 0).sum()), len(left), int(too_big.sum()), int(sizes[too_big].sum()), split_pairs)
     return left, right, counts, (np.concatenate(over_p), np.concatenate(over_k))
 

@@ -265,7 +265,7 @@ def name_initials(f: pd.DataFrame) -> np.ndarray:
     def letter(s: str) -> int:
         return ord(s[0]) - 96 if s else 0
 
-    a = _umap(f["fn_first"], letter, text=False).astype(np.int64)
+    a = _umap(f["fn_initial"], letter, text=False).astype(np.int64)
     b = _umap(f["ln"], letter, text=False).astype(np.int64)
     out: np.ndarray = np.where((a > 0) & (b > 0), np.minimum(a, b) * 27 + np.maximum(a, b), -1)
     return out

@@ -215,10 +215,11 @@ def frames_csv_pieces(frames: Sequence[pd.DataFrame], columns: Sequence[str]) ->
     header = [str(c) for c in columns]
     frames = [f for f in frames if len(f)]
     whole = all(c in f for f in frames for c in columns)
-    has_cr = _holds_cr([f[list(columns)] for f in frames], header) if frames and header and whole else None
+    selected = [f[list(columns)] for f in frames] if whole else []
+    has_cr = _holds_cr(selected, header) if frames and header and whole else None
     if has_cr is not None:
-        for k, f in enumerate(frames):
-            pieces = _arrow_csv(f[list(columns)], header, "\n", has_cr)
+        for k, f in enumerate(selected):
+            pieces = _arrow_csv(f, header, "\n", has_cr)
             if k:
                 next(pieces)  # the header, written once
             yield from pieces
