@@ -538,15 +538,20 @@ def _run(opts: RunOptions, engine: Engine, progress: Callable[[str], None] | Non
     all_findings = concat(findings, FINDING_COLUMNS)
     findings.clear()
     files["findings.csv"] = safe(all_findings)
-    merged_from: dict[str, list[str]] = {}
-    for rid, surv, st in zip(ids, survivor, state, strict=True):
-        if st == "merged":
-            merged_from.setdefault(surv, []).append(rid)
-    surv_legacy = dict(zip(ids, legacy, strict=True))
+    # each survivor's merged records, in input order, by array work (Python dicts over a million
+    # ids took ~5 s): every survivor is one of the ids
+    surv_at = pd.Index(ids).get_indexer(survivor)
+    merged_from = np.full(n, "", dtype=object)
+    merged_at = np.flatnonzero(state == "merged")
+    if len(merged_at):
+        by_owner = np.argsort(surv_at[merged_at], kind="stable")
+        owner, losers = surv_at[merged_at][by_owner], ids[merged_at][by_owner].tolist()
+        starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
+        bounds = np.r_[starts, len(owner)].tolist()
+        merged_from[owner[starts]] = [";".join(losers[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
     files["crosswalk.csv"] = frame_csv_pieces(pd.DataFrame({
-        "legacy_id": legacy, "record_id": ids, "survivor_id": survivor,
-        "survivor_legacy_id": [surv_legacy.get(s, "") for s in survivor],
-        "merged_from": [";".join(merged_from.get(r, [])) for r in ids], "state": state,
+        "legacy_id": legacy, "record_id": ids, "survivor_id": survivor, "survivor_legacy_id": legacy[surv_at],
+        "merged_from": merged_from, "state": state,
     }))
 
     # --- summary --------------------------------------------------------------------------------
