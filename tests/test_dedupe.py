@@ -854,3 +854,34 @@ def test_replacing_cells_of_a_chunked_text_column_equals_setting_them(chunks: li
     want = series.to_numpy(dtype=object).copy()
     want[np.asarray(rows, dtype=np.int64)] = values
     assert got.dtype == series.dtype and got.tolist() == want.tolist()
+
+
+def test_feature_codes_hold_the_columns_and_describe_only_their_own_frame() -> None:
+    """The features' codebook: every coded column is ``values[codes]``, equal values have equal
+    codes across a code group (a first name in the surname field; a number as phone on one record
+    and mobile on another), a frame derived from the features gets codes of its own rows, and a
+    pickled copy (a Dask worker's) carries none."""
+    import pickle
+
+    from crmclean.dedupe.features import CODE_GROUPS, Codebook, coded
+
+    rows = [{**BASE, "first_name": "John", "last_name": "Smith", "phone": "(312) 555-0100", "mobile": ""},
+            {**BASE, "first_name": "Smith", "last_name": "John", "phone": "", "mobile": "(312) 555-0100"},
+            {**BASE, "first_name": "Jane", "last_name": "Doe", "email": "JANE.DOE@x.example", "phone": "(312) 555-0199"},
+            {**BASE, "first_name": "", "last_name": "Doe", "email": "jane.doe@x.example", "street_1": "1 Main St", "city": "Springfield"}]
+    f = build_features(canonical(rows))
+    book = f.attrs["codes"]
+    assert isinstance(book, Codebook) and book.describes(f)
+    grouped = {c for g in CODE_GROUPS for c in g}
+    for column in [*grouped, "fn_initial", "ln_phon", "suffix", "company", "title", "object", "place"]:
+        c = coded(f, column)
+        assert c.values[c.codes].tolist() == f[column].tolist(), column
+        assert len(set(c.values.tolist())) == len(c.values), column  # one code per distinct value
+    for group in CODE_GROUPS:
+        assert all(coded(f, c).values is coded(f, group[0]).values for c in group)
+    assert coded(f, "fn_first").codes[0] == coded(f, "ln").codes[1]  # John, typed as a surname
+    assert coded(f, "phone").codes[0] == coded(f, "mobile").codes[1]
+    sub = f.iloc[[3, 1, 0]]
+    assert coded(sub, "email").values[coded(sub, "email").codes].tolist() == sub["email"].tolist()
+    assert f.attrs["codes"] is book and sub.attrs["codes"] is not book
+    assert not isinstance(pickle.loads(pickle.dumps(f)).attrs.get("codes"), Codebook)

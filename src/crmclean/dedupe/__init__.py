@@ -29,7 +29,7 @@ from crmclean.dedupe.blocking import (
 )
 from crmclean.dedupe.cluster import cluster_ids, resolve
 from crmclean.dedupe.compare import Comparison, compare, names_conflict, take
-from crmclean.dedupe.features import FEATURE_INPUTS, build_features
+from crmclean.dedupe.features import FEATURE_INPUTS, build_features, drop_codes
 from crmclean.dedupe.score import (
     Model,
     estimate_m,
@@ -509,6 +509,7 @@ def _dedupe_once(carry: _Carry, pack: Pack, decisions: pd.DataFrame | None = Non
     compared, carry.compared = carry.compared, None
     judged = _judge(feats, ids, settings, decisions, model, focus, engine, block_limit, opened, compared)
     del compared
+    drop_codes(feats)  # the pass's codes: its pairs are judged (a next pass codes its own frame)
     release_memory()  # the pair arrays
     labels = judged.labels
     obj = feats["object"].to_numpy(dtype=object)

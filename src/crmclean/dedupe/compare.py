@@ -18,6 +18,7 @@ from rapidfuzz.distance import OSA, JaroWinkler, Levenshtein
 from rapidfuzz.fuzz import token_set_ratio, token_sort_ratio
 
 from crmclean.dedupe.arrays import factorize_text
+from crmclean.dedupe.features import coded
 from crmclean.dedupe.nicknames import known_names, related, related_many
 
 # level names, per comparison, from highest to lowest (the report and evidence use them)
@@ -114,10 +115,16 @@ class _Vocab:
     work and a string function runs once per distinct value pair, not once per candidate pair."""
 
     def __init__(self, f: pd.DataFrame, columns: tuple[str, ...]) -> None:
-        n = len(f)
-        values = np.concatenate([f[c].to_numpy(dtype=object) for c in columns]) if n else np.zeros(0, dtype=object)
-        codes, self.values = factorize_text(values)
-        self.codes = {c: codes[i * n:(i + 1) * n] for i, c in enumerate(columns)}
+        # the features' own codes: the columns of one vocabulary are one code group
+        parts = [coded(f, c) for c in columns]
+        if all(p.values is parts[0].values for p in parts):
+            self.values = parts[0].values
+            self.codes = {c: p.codes for c, p in zip(columns, parts, strict=True)}
+        else:  # columns coded apart: counted together here
+            n = len(f)
+            values = np.concatenate([f[c].to_numpy(dtype=object) for c in columns]) if n else np.zeros(0, dtype=object)
+            codes, self.values = factorize_text(values)
+            self.codes = {c: codes[i * n:(i + 1) * n] for i, c in enumerate(columns)}
         self.blank = self.values == ""
 
     def derived(self, fn: Any) -> np.ndarray:

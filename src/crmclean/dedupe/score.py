@@ -12,6 +12,7 @@ import pandas as pd
 
 from crmclean.dedupe.arrays import sorted_unique
 from crmclean.dedupe.compare import LEVELS, Comparison, compare
+from crmclean.dedupe.features import coded
 
 PRIOR_M: dict[str, dict[int, float]] = {
     "first_name": {4: 0.84, 3: 0.06, 2: 0.05, 1: 0.02, 0: 0.03},
@@ -122,10 +123,10 @@ def estimate_m(cmp: Comparison, u: dict[str, dict[int, float]]) -> tuple[dict[st
 
 def tf_adjustment(f: pd.DataFrame, left: np.ndarray, column: str) -> np.ndarray:
     """Relative frequency of the agreeing value (for exact-level term-frequency adjustment)."""
-    values = f[column].to_numpy(dtype=object)
-    codes, _uniq = pd.factorize(values, use_na_sentinel=False)
-    counts = np.bincount(codes)  # records holding each value: every agreeing value is counted at least once
-    nonblank = max(int((values != "").sum()), 1)
+    c = coded(f, column)
+    counts = np.bincount(c.codes, minlength=len(c.values))  # records holding each value: every agreeing value is counted at least once
+    nonblank = max(int(len(c.codes) - counts[np.flatnonzero(c.values == "")].sum()), 1)
+    codes = c.codes
     freq = counts[codes[left]].astype(float) / nonblank
     out: np.ndarray = np.maximum(freq, 1.0 / nonblank)
     return out
