@@ -440,18 +440,31 @@ def _judge(feats: pd.DataFrame, ids: np.ndarray, settings: dict[str, object], de
     sfx = feats["suffix"].to_numpy(dtype=object)
     comp = feats["company"].to_numpy(dtype=object)
 
+    cannot_keys = np.array(sorted(a * n + b for a, b in cannot), dtype=np.int64)
+
+    def conflicts(i: np.ndarray, j: np.ndarray) -> np.ndarray:
+        """``conflict`` of aligned position arrays: the plain cases by array work, and the names
+        of the pairs whose first names differ by :func:`names_conflict` (equal or missing first
+        names never conflict)."""
+        out = np.zeros(len(i), dtype=bool)
+        acc = obj[i] == "account"
+        ci, cj = comp[i], comp[j]
+        out[acc] = ((ci != "") & (cj != "") & (ci != cj))[acc]
+        si, sj = sfx[i], sfx[j]
+        out |= ~acc & (si != "") & (sj != "") & (si != sj)
+        fi, fj = fn[i], fn[j]
+        for k in np.flatnonzero(~acc & ~out & (fi != "") & (fj != "") & (fi != fj)).tolist():
+            a, b = int(i[k]), int(j[k])
+            out[k] = names_conflict(fn[a], ln[a], bool(known[a]), fn[b], ln[b], bool(known[b]), full[a], full[b])
+        if len(cannot_keys):
+            out |= np.isin(np.minimum(i, j) * n + np.maximum(i, j), cannot_keys)
+        return out
+
     def conflict(i: int, j: int) -> bool:
-        a, b = (i, j) if i < j else (j, i)
-        if (a, b) in cannot:
-            return True
-        if obj[i] == "account":
-            return bool(comp[i] and comp[j] and comp[i] != comp[j])
-        if sfx[i] and sfx[j] and sfx[i] != sfx[j]:
-            return True
-        return names_conflict(fn[i], ln[i], bool(known[i]), fn[j], ln[j], bool(known[j]), full[i], full[j])
+        return bool(conflicts(np.array([i]), np.array([j]))[0])
 
     a_idx = np.flatnonzero(auto)
-    labels, refused = resolve(n, left[a_idx], right[a_idx], prob[a_idx], conflict)
+    labels, refused = resolve(n, left[a_idx], right[a_idx], prob[a_idx], conflict, conflicts=conflicts)
     if refused.any():
         review[a_idx[refused]] = True
         why = why.copy()

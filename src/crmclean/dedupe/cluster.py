@@ -50,27 +50,45 @@ def resolve(
     strength: np.ndarray,
     conflict: Callable[[int, int], bool],
     max_cluster: int = 50,
+    conflicts: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Cluster labels, and a mask of edges refused by the chaining guard.
 
-    ``conflict(i, j)`` says two records may never share a cluster. Components are checked
-    member by member; only components that fail are rebuilt edge by edge.
+    ``conflict(i, j)`` says two records may never share a cluster; ``conflicts``, when given, says
+    it of aligned position arrays at once (the same answers). Every pair of members of every
+    component is checked; only components that fail are rebuilt edge by edge.
     """
     labels = components(n, left, right)
     refused = np.zeros(len(left), dtype=bool)
     if len(left) == 0:
         return labels, refused
-    members: dict[int, list[int]] = {}
-    for i in np.flatnonzero(np.bincount(labels, minlength=n) > 1):
-        members[int(i)] = []
-    for pos in np.flatnonzero(np.isin(labels, list(members))):
-        members[int(labels[pos])].append(int(pos))
-    bad_roots = set()
-    for root, mem in members.items():
-        if len(mem) > max_cluster or any(conflict(a, b) for k, a in enumerate(mem) for b in mem[k + 1:]):
-            bad_roots.add(root)
+    sizes = np.bincount(labels, minlength=n)
+    grouped = np.flatnonzero(sizes[labels] > 1)
+    grouped = grouped[np.argsort(labels[grouped], kind="stable")]  # members by component, each in position order
+    root_of = labels[grouped]
+    too_big = sizes[root_of] > max_cluster
+    bad_roots = set(root_of[too_big].tolist())
+    # each pair of members (i < j) of the other components, made as blocking makes its pairs
+    fine, fine_root = grouped[~too_big], root_of[~too_big]
+    a_parts, b_parts = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)]
+    for k in range(1, max_cluster):
+        same = fine_root[k:] == fine_root[:-k]
+        if not same.any():
+            break
+        a_parts.append(fine[:-k][same])
+        b_parts.append(fine[k:][same])
+    ma, mb = np.concatenate(a_parts), np.concatenate(b_parts)
+    if conflicts is not None:
+        bad = np.asarray(conflicts(ma, mb), dtype=bool)
+    else:
+        bad = np.fromiter((conflict(x, y) for x, y in zip(ma.tolist(), mb.tolist(), strict=True)), dtype=bool, count=len(ma))
+    bad_roots.update(labels[ma[bad]].tolist())
     if not bad_roots:
         return labels, refused
+    in_bad = np.isin(root_of, list(bad_roots))
+    members: dict[int, list[int]] = {}
+    for root, pos in zip(root_of[in_bad].tolist(), grouped[in_bad].tolist(), strict=True):
+        members.setdefault(root, []).append(pos)
     edge_root = labels[left]
     idx = np.flatnonzero(np.isin(edge_root, list(bad_roots)))
     order = idx[np.lexsort((right[idx], left[idx], -strength[idx]))]

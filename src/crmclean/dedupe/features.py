@@ -67,19 +67,26 @@ class Codebook(dict[str, Coded]):
         return (dict, ())
 
 
-def coded(f: pd.DataFrame, column: str) -> Coded:
-    """The column's codes from the frame's codebook, made there on first use (a column of a
-    :data:`CODE_GROUPS` group with its whole group)."""
+def coded(f: pd.DataFrame, column: str, grouped: bool = True) -> Coded:
+    """The column's codes from the frame's codebook, made there on first use: with ``grouped``,
+    a column of a :data:`CODE_GROUPS` group with its whole group (codes that compare across
+    its columns); without, the column alone when its group is not coded yet (a blocking key
+    compares with its own column only)."""
     book = f.attrs.get("codes")
     if not isinstance(book, Codebook) or not book.describes(f):
         book = f.attrs["codes"] = Codebook(f)
-    if column not in book:
-        group = next((g for g in CODE_GROUPS if column in g and all(c in f for c in g)), (column,))
+    if column not in book or (grouped and not _coded_with_group(book, column)):
+        group = next((g for g in CODE_GROUPS if column in g and all(c in f for c in g)), (column,)) if grouped else (column,)
         n = len(f)
         codes, values = factorize_text(np.concatenate([f[c].to_numpy(dtype=object) for c in group]))
         for i, c in enumerate(group):
             book[c] = Coded(codes[i * n:(i + 1) * n], values)
     return book[column]
+
+
+def _coded_with_group(book: Codebook, column: str) -> bool:
+    group = next((g for g in CODE_GROUPS if column in g), (column,))
+    return all(c in book and book[c].values is book[column].values for c in group)
 
 
 def drop_codes(f: pd.DataFrame) -> None:
@@ -312,11 +319,12 @@ def shared_values(f: pd.DataFrame, min_people: int = 3) -> Shared:
         has = (vals != "") & (f["fn_first"].to_numpy(dtype=object) != "")
         # only a value on at least min_people records can name that many people: the rest (almost
         # all) skip the de-duplication and grouping below
-        value_codes = coded(f, col).codes
+        value_codes = coded(f, col, grouped=False).codes
         codes = value_codes[has]
         has[has] = np.bincount(codes)[codes] >= min_people if len(codes) else np.zeros(0, dtype=bool)
         at = np.flatnonzero(has)  # one row per (value, first name, surname), the first (equal codes ⇔ equal text)
-        at = at[~pd.DataFrame({"v": value_codes[at], "fn": coded(f, "fn_first").codes[at], "ln": coded(f, "ln").codes[at]}).duplicated().to_numpy()]
+        at = at[~pd.DataFrame({"v": value_codes[at], "fn": coded(f, "fn_first", grouped=False).codes[at],
+                                     "ln": coded(f, "ln", grouped=False).codes[at]}).duplicated().to_numpy()]
         sub = pd.DataFrame({"v": pd.Series(vals[at], dtype=object), "fn": pd.Series(f["fn_first"].to_numpy(dtype=object)[at], dtype=object),
                             "ln": pd.Series(f["ln"].to_numpy(dtype=object)[at], dtype=object), "k": f["fn_known"].to_numpy(dtype=bool)[at]})
         sizes = sub["v"].value_counts()
@@ -359,8 +367,8 @@ def _blank_out(codes: np.ndarray, values: np.ndarray) -> np.ndarray:
     return out
 
 
-def _key_codes(f: pd.DataFrame, column: str) -> np.ndarray:
-    c = coded(f, column)
+def _key_codes(f: pd.DataFrame, column: str, grouped: bool = False) -> np.ndarray:
+    c = coded(f, column, grouped)
     return _blank_out(c.codes, c.values)
 
 
@@ -396,11 +404,11 @@ def blocking_keys(f: pd.DataFrame, on: list[str], cache: dict[str, np.ndarray] |
     keyed: tuple[np.ndarray, np.ndarray] | None = None
     for col in on:
         if col == "phone_any":  # phone and mobile are coded in one value space
-            cur = (np.concatenate([pos, pos]), np.concatenate([_key_codes(f, "phone"), _key_codes(f, "mobile")]))
+            cur = (np.concatenate([pos, pos]), np.concatenate([_key_codes(f, "phone", True), _key_codes(f, "mobile", True)]))
         elif col == "name_initials":
             cur = (pos, name_initials(f))
         elif col == "first_name_canonical":
-            first = coded(f, "fn_first")
+            first = coded(f, "fn_first", grouped=False)
             table = np.empty(len(first.values), dtype=object)
             table[:] = [blocking_names(v) for v in first.values]
             names = table[first.codes] if n else np.zeros(0, dtype=object)

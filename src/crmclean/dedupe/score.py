@@ -123,7 +123,7 @@ def estimate_m(cmp: Comparison, u: dict[str, dict[int, float]]) -> tuple[dict[st
 
 def tf_adjustment(f: pd.DataFrame, left: np.ndarray, column: str) -> np.ndarray:
     """Relative frequency of the agreeing value (for exact-level term-frequency adjustment)."""
-    c = coded(f, column)
+    c = coded(f, column, grouped=False)
     counts = np.bincount(c.codes, minlength=len(c.values))  # records holding each value: every agreeing value is counted at least once
     nonblank = max(int(len(c.codes) - counts[np.flatnonzero(c.values == "")].sum()), 1)
     codes = c.codes
