@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from crmclean.dedupe import dedupe, read_decisions
-from crmclean.dedupe.cluster import cluster_id, components, resolve
+from crmclean.dedupe.cluster import cluster_id, cluster_ids, components, resolve
 from crmclean.dedupe.compare import (
     Comparison,
     compare,
@@ -185,6 +185,22 @@ def test_cluster_ids_are_stable_and_do_not_depend_on_row_order():
     b = dedupe(frame, frame, PACK).clusters.set_index("record_id")["cluster_id"]
     assert a.sort_index().equals(b.sort_index())
     assert a["R1"] == a["R2"] == cluster_id("R1")
+
+
+def test_cluster_ids_name_each_cluster_by_its_smallest_id_in_python_string_order():
+    """The smallest id as Python compares strings (code point order), whichever path sorts them:
+    Arrow for text it holds, Python for an id with a lone surrogate."""
+    rng = random.Random(3)
+    alphabet = ["a", "B", "z", "é", "Ω", "😀", "0", " ", "\u00ff", "\u0100"]
+    for with_surrogate in (False, True):
+        ids = list(dict.fromkeys("".join(rng.choice(alphabet) for _ in range(rng.randint(1, 4))) for _ in range(400)))
+        if with_surrogate:
+            ids[5] = "a\udc80"
+        labels = np.array([rng.randrange(60) for _ in ids])
+        got = cluster_ids(np.array(ids, dtype=object), labels)
+        for lab in set(labels.tolist()):
+            members = [x for x, lb in zip(ids, labels.tolist(), strict=True) if lb == lab]
+            assert set(got[labels == lab].tolist()) == {cluster_id(min(members))}
 
 
 @pytest.mark.parametrize(

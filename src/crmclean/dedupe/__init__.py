@@ -28,8 +28,9 @@ from crmclean.dedupe.blocking import (
     reopened,
 )
 from crmclean.dedupe.cluster import cluster_ids, resolve
-from crmclean.dedupe.compare import Comparison, compare, names_conflict, take
-from crmclean.dedupe.features import FEATURE_INPUTS, build_features, drop_codes
+from crmclean.dedupe.compare import Comparison, compare, first_level, names_conflict, on_pairs, take
+from crmclean.dedupe.features import FEATURE_INPUTS, build_features, coded, drop_codes
+from crmclean.dedupe.nicknames import known_names
 from crmclean.dedupe.score import (
     Model,
     estimate_m,
@@ -442,6 +443,8 @@ def _judge(feats: pd.DataFrame, ids: np.ndarray, settings: dict[str, object], de
 
     cannot_keys = np.array(sorted(a * n + b for a, b in cannot), dtype=np.int64)
 
+    first_names: dict[str, np.ndarray] = {}  # per distinct first name: a real name (made on first use)
+
     def conflicts(i: np.ndarray, j: np.ndarray) -> np.ndarray:
         """``conflict`` of aligned position arrays: the plain cases by array work, and the names
         of the pairs whose first names differ by :func:`names_conflict` (equal or missing first
@@ -453,7 +456,16 @@ def _judge(feats: pd.DataFrame, ids: np.ndarray, settings: dict[str, object], de
         si, sj = sfx[i], sfx[j]
         out |= ~acc & (si != "") & (sj != "") & (si != sj)
         fi, fj = fn[i], fn[j]
-        for k in np.flatnonzero(~acc & ~out & (fi != "") & (fj != "") & (fi != fj)).tolist():
+        ask = np.flatnonzero(~acc & ~out & (fi != "") & (fj != "") & (fi != fj))
+        if len(ask) >= MANY_NAME_PAIRS:  # names_conflict's first test, for each distinct pair of first names at once
+            first = coded(feats, "fn_first", grouped=False)
+            if "real" not in first_names:
+                first_names["real"] = member(first.values, known_names())
+            real = first_names["real"]
+            straight = on_pairs(first.codes[i[ask]], first.codes[j[ask]],
+                                lambda x, y: first_level(first.values[x], first.values[y], real[x], real[y]))
+            ask = ask[straight < 1]
+        for k in ask.tolist():
             a, b = int(i[k]), int(j[k])
             out[k] = names_conflict(fn[a], ln[a], bool(known[a]), fn[b], ln[b], bool(known[b]), full[a], full[b])
         if len(cannot_keys):
@@ -494,6 +506,9 @@ def _judge(feats: pd.DataFrame, ids: np.ndarray, settings: dict[str, object], de
                    best_end=best_end, best_prob=prob[best_edge], best_weight=weight[best_edge], best_cmp=take(cmp, best_edge),
                    candidate_pairs=len(left), auto_pairs=len(final_auto), model=model, rules=blocks.rules,
                    max_block=blocks.max_block, oversized=blocks.oversized, compared=judged_keys)
+
+
+MANY_NAME_PAIRS = 256  # from this many, the chain guard's first-name test runs on distinct name pairs at once
 
 
 def _within(values: np.ndarray, pool: np.ndarray) -> np.ndarray:

@@ -133,7 +133,7 @@ class _Vocab:
         return codes
 
 
-def _on_pairs(ca: np.ndarray, cb: np.ndarray, fn: Any) -> np.ndarray:
+def on_pairs(ca: np.ndarray, cb: np.ndarray, fn: Any) -> np.ndarray:
     """``fn(codes_a, codes_b)`` (vectorised) evaluated once per distinct code pair, scattered back."""
     if len(ca) == 0:
         return np.asarray(fn(ca, cb))
@@ -185,10 +185,10 @@ def compare(f: pd.DataFrame, left: np.ndarray, right: np.ndarray, crossed: bool 
 
     def first_on(ca: np.ndarray, cb: np.ndarray, ka: bool, kb: bool) -> np.ndarray:
         kva, kvb = known_v if ka else no_known, known_v if kb else no_known
-        return _on_pairs(ca, cb, lambda x, y: first_level(nv[x], nv[y], kva[x], kvb[y]))
+        return on_pairs(ca, cb, lambda x, y: first_level(nv[x], nv[y], kva[x], kvb[y]))
 
     def last_on(ca: np.ndarray, cb: np.ndarray) -> np.ndarray:
-        return _on_pairs(ca, cb, lambda x, y: last_level(nv[x], nv[y]))
+        return on_pairs(ca, cb, lambda x, y: last_level(nv[x], nv[y]))
 
     fl, fr = ncol("fn_first")
     ll, lr = ncol("ln")
@@ -216,7 +216,7 @@ def compare(f: pd.DataFrame, left: np.ndarray, right: np.ndarray, crossed: bool 
         swapped[cand] = (cross_first[cand] >= 2) & (cross_last[cand] >= 2)
     first = np.where(swapped, cross_first, first).astype(np.int8)
     last = np.where(swapped, cross_last, last).astype(np.int8)
-    rel = _on_pairs(fl, fr, lambda x, y: related_many(nv[x], nv[y]))
+    rel = on_pairs(fl, fr, lambda x, y: related_many(nv[x], nv[y]))
     known_typo = np.zeros(n, dtype=bool)
     kk = np.flatnonzero((first == 0) & kl & kr)
     if len(kk):
@@ -229,7 +229,7 @@ def compare(f: pd.DataFrame, left: np.ndarray, right: np.ndarray, crossed: bool 
     garbled_close = np.zeros(n, dtype=bool)
     gi = np.flatnonzero(initial_unknown)
     if len(gi):
-        garbled_close[gi] = _on_pairs(fl[gi], fr[gi], lambda x, y: _cpdist(nv[x], nv[y], OSA.distance) <= 2)
+        garbled_close[gi] = on_pairs(fl[gi], fr[gi], lambda x, y: _cpdist(nv[x], nv[y], OSA.distance) <= 2)
 
     def flag(c: str) -> tuple[np.ndarray, np.ndarray]:
         v = vocab.flags[c]
@@ -247,7 +247,7 @@ def compare(f: pd.DataFrame, left: np.ndarray, right: np.ndarray, crossed: bool 
     near_e = ~missing_e & ~exact_e & (locl == locr) & ~eblank[locl]
     other = np.flatnonzero(~missing_e & ~exact_e & ~near_e)
     if len(other):
-        near_e[other] = _on_pairs(el[other], er[other], lambda x, y: _cpdist(ev[x], ev[y], Levenshtein.distance) <= 1)
+        near_e[other] = on_pairs(el[other], er[other], lambda x, y: _cpdist(ev[x], ev[y], Levenshtein.distance) <= 1)
     email = np.where(exact_e, np.where(shared_e, 1, 3), np.where(near_e, 2, 0)).astype(np.int8)
     email[missing_e] = -1
 
@@ -292,7 +292,7 @@ def compare(f: pd.DataFrame, left: np.ndarray, right: np.ndarray, crossed: bool 
     street_sim = np.zeros(n, dtype=bool)
     cand = np.flatnonzero(~street_same & ~plank[sl] & ~plank[sr] & same_place)
     if len(cand):
-        street_sim[cand] = _on_pairs(sl[cand], sr[cand], lambda x, y: _cpdist(pv[x], pv[y], token_set_ratio) >= 90)
+        street_sim[cand] = on_pairs(sl[cand], sr[cand], lambda x, y: _cpdist(pv[x], pv[y], token_set_ratio) >= 90)
     address = np.where(street_same & same_place, 3, np.where(street_sim, 2, np.where(same_zip, 1, 0))).astype(np.int8)
     address[missing_a] = -1
     pls, prs = flag("place_shared")
@@ -307,7 +307,7 @@ def compare(f: pd.DataFrame, left: np.ndarray, right: np.ndarray, crossed: bool 
     comp = np.where(exact_c, 3, 0).astype(np.int8)
     cand = np.flatnonzero(~missing_c & ~exact_c)
     if len(cand):
-        comp[cand] = np.where(_on_pairs(col_l[cand], col_r[cand], lambda x, y: _cpdist(cv[x], cv[y], token_set_ratio)) >= 90, 2, 0)
+        comp[cand] = np.where(on_pairs(col_l[cand], col_r[cand], lambda x, y: _cpdist(cv[x], cv[y], token_set_ratio)) >= 90, 2, 0)
     comp[missing_c] = -1
 
     suffixes = vocab.suffixes

@@ -136,9 +136,11 @@ def match_probability(f: pd.DataFrame, left: np.ndarray, right: np.ndarray, cmp:
     """(probability, total match weight in bits) per pair."""
     n = len(left)
     total = np.full(n, np.log2(model.prior_match / (1 - model.prior_match)))
-    for c, lv in cmp.levels.items():
+    for c, lv in cmp.levels.items():  # each pair's level picks its weight from a table (levels run from -1)
+        table = np.zeros(max(int(lv.max(initial=0)), max(model.m[c], default=0)) + 2)
         for level in model.m[c]:
-            total[lv == level] += model.weight(c, level)
+            table[level + 1] = model.weight(c, level)
+        total += table[lv.astype(np.int64) + 1]
     # term frequency: an exact agreement on a common name is weaker evidence than on a rare one
     for comp, column, level in (("first_name", "fn_first", 4), ("last_name", "ln", 3)):
         exact = (cmp.levels[comp] == level) & ~cmp.swapped
