@@ -363,18 +363,12 @@ def _judge(feats: pd.DataFrame, ids: np.ndarray, settings: dict[str, object], de
     obj = feats["object"].to_numpy(dtype=object)
     keep_pair = obj[left] == obj[right]
     left, right = left[keep_pair], right[keep_pair]
-    # Every pair this pass generated is, after it, judged with the records' present values —
-    # now, or by an earlier pass when neither record has changed since (the model is the same):
-    # those are not compared again.
-    keys = left * n + right
-    if compared is None or hot is None:
-        judged_keys = sorted_unique(keys)
-    else:
-        again = _within(keys, compared) & ~hot[left] & ~hot[right]
+    # a pair an earlier pass judged, neither of whose records has changed since, is not compared
+    # again (the model is the same; see judged_keys at the end)
+    if compared is not None and hot is not None:
+        again = _within(left * n + right, compared) & ~hot[left] & ~hot[right]
         left, right = left[~again], right[~again]
-        stale = hot[compared // n] | hot[compared % n]
-        judged_keys = sorted_unique(np.concatenate([compared[~stale], keys]))
-    del keys
+    generated = len(left)  # the pairs this pass judges (a decision may add more below)
 
     if focus is None:
         cmp = engine.compare(feats, left, right)
@@ -433,6 +427,22 @@ def _judge(feats: pd.DataFrame, ids: np.ndarray, settings: dict[str, object], de
             auto, review = np.concatenate([auto, np.ones(len(el), dtype=bool)]), np.concatenate([review, np.zeros(len(el), dtype=bool)])
             why = np.concatenate([why, np.full(len(el), "DECISION_MERGE", dtype=object)])
             cmp = compare(feats, left, right)
+    # every pair this pass generated is now judged with the records' present values — here, or by
+    # an earlier pass when neither record has changed since (the model is the same): a later pass
+    # does not compare those again
+    judged_keys = left[:generated] * n + right[:generated]
+    # from here on only the pairs that merge or go to review are looked at: theirs are kept and
+    # the rest let go (~80 bytes a pair with the comparison: ~1.5 GB at a million records)
+    candidates = len(left)
+    maybe = np.flatnonzero(auto | review)
+    left, right, prob, weight, why, auto, review = (a[maybe] for a in (left, right, prob, weight, why, auto, review))
+    cmp = take(cmp, maybe)
+    del maybe, is_account, ok, plausible
+    release_memory()
+    if compared is not None and hot is not None:
+        judged_keys = sorted_unique(np.concatenate([compared[~(hot[compared // n] | hot[compared % n])], judged_keys]))
+    elif len(judged_keys) > 1 and not bool(np.all(judged_keys[1:] > judged_keys[:-1])):  # blocking gives them sorted and distinct
+        judged_keys = sorted_unique(judged_keys)
 
     fn = feats["fn_first"].to_numpy(dtype=object)
     full = feats["fn"].to_numpy(dtype=object)
@@ -504,7 +514,7 @@ def _judge(feats: pd.DataFrame, ids: np.ndarray, settings: dict[str, object], de
     return _Judged(labels=labels, review=review_df,
                    chain_ends=np.concatenate([left[a_idx[refused]], right[a_idx[refused]]]),
                    best_end=best_end, best_prob=prob[best_edge], best_weight=weight[best_edge], best_cmp=take(cmp, best_edge),
-                   candidate_pairs=len(left), auto_pairs=len(final_auto), model=model, rules=blocks.rules,
+                   candidate_pairs=candidates, auto_pairs=len(final_auto), model=model, rules=blocks.rules,
                    max_block=blocks.max_block, oversized=blocks.oversized, compared=judged_keys)
 
 
@@ -556,12 +566,11 @@ def _dedupe_once(carry: _Carry, pack: Pack, decisions: pd.DataFrame | None = Non
                           list(pack.get("dedupe", "survivorship", "survivor", default=["most_recent_activity", "most_complete", "oldest_created"])),
                           list(pack.get("dedupe", "survivorship", "source_priority", default=[])))
     golden, prov = golden_records(ranked, dict(pack.get("dedupe", "survivorship", "fields", default={})))
-    golden = golden[golden.columns.drop("_label").intersection(frame.columns)] if len(golden) else golden
-    survivor_pos = ranked.groupby("_label", sort=False).head(1)
-    surv_of_label = pd.Series(survivor_pos.index.to_numpy(), index=survivor_pos["_label"].to_numpy())
-    members = ranked.index.to_numpy()
-    surv = surv_of_label.reindex(ranked["_label"].to_numpy()).to_numpy()
-    del ranked, survivor_pos
+    starts = ranked.starts()
+    members = ranked.order
+    surv_of_label = pd.Series(members[starts], index=ranked.labels[starts])
+    surv = np.repeat(members[starts], np.diff(np.r_[starts, len(members)]))
+    del ranked, starts
     is_loser = members != surv
     loser_pos, loser_surv = members[is_loser], surv[is_loser]
     # A survivor whose golden values leave every column the features read as they were compares

@@ -217,18 +217,27 @@ def reopened(oversized: list[tuple[np.ndarray, np.ndarray]], gone: np.ndarray, m
 
 
 def union_pairs(lefts: list[np.ndarray], rights: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct (left < right) pairs over all rules, sorted — the same order whoever made them."""
-    if not lefts:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    left = np.concatenate(lefts).astype(np.int64)
-    right = np.concatenate(rights).astype(np.int64)
-    distinct = left != right
-    left, right = left[distinct], right[distinct]
-    if not len(left):
-        return left, right
-    width = int(right.max()) + 1
-    combined = sorted_unique(left * width + right)
-    return combined // width, combined % width
+    """Distinct (left < right) pairs over all rules, sorted — the same order whoever made them.
+
+    The lists are emptied as each rule's pairs are made one key array: with the caller holding
+    no other reference, a rule's pairs go as they are keyed (at a million records the rules'
+    pairs, their concatenation and its sorted copy were ~1.2 GB at once)."""
+    width = max((int(r.max()) for r in rights if len(r)), default=0) + 1
+    keys = []
+    while lefts:
+        a, b = lefts.pop(0).astype(np.int64, copy=False), rights.pop(0).astype(np.int64, copy=False)
+        keys.append((a * width + b)[a != b])
+        del a, b
+    every = np.concatenate(keys) if keys else np.zeros(0, dtype=np.int64)
+    keys.clear()
+    every.sort()
+    if len(every) > 1:
+        distinct = np.empty(len(every), dtype=bool)
+        distinct[0] = True
+        np.not_equal(every[1:], every[:-1], out=distinct[1:])
+        every = every[distinct]
+    left, right = np.divmod(every, width)
+    return left, right
 
 
 Budget = Callable[[list[BlockSizes], int], int]  # (block sizes per rule, block-size limit) -> the limit to use (or raise)
@@ -280,10 +289,12 @@ def candidate_pairs(features: pd.DataFrame, rules: list[dict[str, Any]], max_blo
     max_block = check_budget(keyed, max_block, budget)
     oversized = []
     for r, (rule_id, positions, keys, split) in enumerate(keyed):
-        left, right, counts, big = rule_pairs(positions, keys, max_block, focus, opened[r] if opened else None, split)
-        lefts.append(left)
-        rights.append(right)
-        estimates.append(RuleEstimate(rule_id, *counts))
-        oversized.append(big)
+        pairs = rule_pairs(positions, keys, max_block, focus, opened[r] if opened else None, split)
+        lefts.append(pairs[0])
+        rights.append(pairs[1])
+        estimates.append(RuleEstimate(rule_id, *pairs[2]))
+        oversized.append(pairs[3])
+        del pairs
+    del keyed
     left, right = union_pairs(lefts, rights)
     return BlockingResult(left, right, estimates, max_block, oversized)

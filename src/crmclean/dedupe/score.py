@@ -140,7 +140,7 @@ def match_probability(f: pd.DataFrame, left: np.ndarray, right: np.ndarray, cmp:
         table = np.zeros(max(int(lv.max(initial=0)), max(model.m[c], default=0)) + 2)
         for level in model.m[c]:
             table[level + 1] = model.weight(c, level)
-        total += table[lv.astype(np.int64) + 1]
+        total += table[lv + 1]  # int8 levels index the table directly (no 8-byte copy of 20M levels)
     # term frequency: an exact agreement on a common name is weaker evidence than on a rare one
     for comp, column, level in (("first_name", "fn_first", 4), ("last_name", "ln", 3)):
         exact = (cmp.levels[comp] == level) & ~cmp.swapped
@@ -148,7 +148,12 @@ def match_probability(f: pd.DataFrame, left: np.ndarray, right: np.ndarray, cmp:
             tf = tf_adjustment(f, left[exact], column)
             adj = np.log2(model.u[comp][level] / tf)
             total[exact] += np.clip(adj, -MAX_BITS, MAX_BITS)
-    prob = 1.0 / (1.0 + np.exp2(-np.clip(total, -60, 60)))
+    # 1 / (1 + 2^-total), in place: each temporary is 8 bytes a pair
+    prob = np.clip(total, -60, 60)
+    np.negative(prob, out=prob)
+    np.exp2(prob, out=prob)
+    prob += 1.0
+    np.reciprocal(prob, out=prob)
     return prob, total
 
 

@@ -9,6 +9,8 @@ takes from another member is recorded with the member it came from.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
@@ -24,11 +26,32 @@ from crmclean.model import (
 NOT_MERGED = ("record_id",)
 
 
-def rank_members(frame: pd.DataFrame, labels: np.ndarray, strategies: list[str], source_priority: list[str]) -> pd.DataFrame:
-    """Members of multi-record clusters, sorted survivor-first within each cluster (with their
-    cluster label in ``_label``). The order is found on the sort keys alone and the members'
-    rows are taken once, in it: a copy of the members and a sorted copy of that were ~1 GB at a
-    million records."""
+@dataclass(frozen=True)
+class Ranked:
+    """The members of multi-record clusters, survivor-first within each cluster: positions into
+    ``frame`` (whose rows are not copied: the members' rows, taken in this order, were ~500 MB
+    at a million records, and survivorship reads one column at a time) and each one's cluster
+    label. The clusters' members are consecutive."""
+
+    frame: pd.DataFrame
+    order: np.ndarray
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def column(self, name: str) -> pd.Series:
+        return self.frame[name].iloc[self.order]
+
+    def starts(self) -> np.ndarray:
+        """Where each cluster's run of members begins (its survivor)."""
+        lab = self.labels
+        return np.flatnonzero(np.r_[True, lab[1:] != lab[:-1]]) if len(lab) else np.zeros(0, dtype=np.int64)
+
+
+def rank_members(frame: pd.DataFrame, labels: np.ndarray, strategies: list[str], source_priority: list[str]) -> Ranked:
+    """Members of multi-record clusters, sorted survivor-first within each cluster. The order is
+    found on the sort keys alone."""
     counts = np.bincount(labels, minlength=len(frame))
     at = np.flatnonzero(counts[labels] > 1)
 
@@ -61,28 +84,29 @@ def rank_members(frame: pd.DataFrame, labels: np.ndarray, strategies: list[str],
     keys.append(RECORD_ID)
     asc.append(True)
     order = at[sort.sort_values(keys, ascending=asc, kind="mergesort").index.to_numpy()]
-    ranked: pd.DataFrame = frame.iloc[order]
-    ranked["_label"] = labels[order]
-    return ranked
+    return Ranked(frame, order, labels[order])
 
 
-def golden_records(ranked: pd.DataFrame, rules: dict[str, str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def golden_records(ranked: Ranked | pd.DataFrame, rules: dict[str, str]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(golden survivor rows indexed like the frame, provenance changes).
 
     ``ranked`` holds each cluster's members together, survivor first (as :func:`rank_members`
-    returns them), so every rule but ``union`` is a numpy reduction over the cluster runs: the
-    position of the member whose value the golden record takes, per cluster.
+    returns them; or a frame of the members in that order with their cluster in ``_label``), so
+    every rule but ``union`` is a numpy reduction over the cluster runs: the position of the
+    member whose value the golden record takes, per cluster.
     """
-    if ranked.empty:
-        return ranked, concat([], CHANGE_COLUMNS)
-    labels = ranked["_label"].to_numpy()
+    if isinstance(ranked, pd.DataFrame):
+        ranked = Ranked(ranked, np.arange(len(ranked)), ranked["_label"].to_numpy() if len(ranked) else np.zeros(0, dtype=np.int64))
+    if not len(ranked):
+        return ranked.frame.iloc[:0], concat([], CHANGE_COLUMNS)
     n = len(ranked)
-    boundary = np.r_[True, labels[1:] != labels[:-1]]
-    starts = np.flatnonzero(boundary)
+    starts = ranked.starts()
+    boundary = np.zeros(n, dtype=bool)
+    boundary[starts] = True
     group = np.cumsum(boundary) - 1  # each member's cluster, 0..len(starts)-1
     rows = np.arange(n)
-    ids = ranked[RECORD_ID].to_numpy(dtype=object)
-    survivors = ranked.iloc[starts]
+    ids = ranked.column(RECORD_ID).to_numpy(dtype=object)
+    survivors = ranked.frame.iloc[ranked.order[starts]]
     golden = survivors.copy()
     changes = []
 
@@ -102,7 +126,7 @@ def golden_records(ranked: pd.DataFrame, rules: dict[str, str]) -> tuple[pd.Data
         rule = rules.get(field, "fill_blanks")
         if rule == "survivor_only":
             continue
-        col = ranked[field].astype(str).to_numpy(dtype=object)
+        col = ranked.column(field).astype(str).to_numpy(dtype=object)
         filled = col != ""
         if rule == "fill_blanks":
             new = at(col, first_where(filled))
