@@ -70,7 +70,12 @@ class Engine:
         20M pairs); from ``PARALLEL_PAIRS`` pairs on, the chunks are shared out to forked workers
         (both cores). A pair's levels depend on that pair alone, so the chunks, concatenated in
         order, equal one comparison of the whole list."""
-        from crmclean.dedupe.compare import compare, gather_comparisons, vocabularies
+        from crmclean.dedupe.compare import (
+            compare,
+            gather_comparisons,
+            shared_comparison,
+            vocabularies,
+        )
         from crmclean.procs import cpu_workers, worker_pool
 
         n = len(left)
@@ -81,30 +86,37 @@ class Engine:
                                        for a in range(0, max(n, 1), COMPARE_CHUNK)), n)
         pieces = max(workers, -(-n // COMPARE_CHUNK))
         bounds = np.linspace(0, n, pieces + 1).astype(np.int64).tolist()
+        out = shared_comparison(compare(features, left[:1], right[:1], vocab=vocab), n)
         global _COMPARE_JOB
-        # fork: workers read the features, vocabularies and pairs copy-on-write; only levels come back
-        _COMPARE_JOB = (features, left, right, vocab)
+        # fork: workers read the features, vocabularies and pairs copy-on-write and write their
+        # ranges' levels into the shared arrays
+        _COMPARE_JOB = (features, left, right, vocab, out)
         try:
-            with worker_pool(workers) as pool:  # each range copied in as it comes back, in order
-                return gather_comparisons(pool.map(_compare_range, zip(bounds[:-1], bounds[1:], strict=True)), n)
+            with worker_pool(workers) as pool:
+                done = sum(pool.map(_compare_range, zip(bounds[:-1], bounds[1:], strict=True)))
         finally:
             _COMPARE_JOB = None
+        if done != n:
+            raise RuntimeError(f"the workers compared {done} pairs, not {n}")
+        return out
 
 
 COMPARE_CHUNK = 2_000_000
 PARALLEL_PAIRS = 300_000  # pairs before a second process pays for its start-up
 LOCAL = Engine()
-_COMPARE_JOB: tuple[pd.DataFrame, np.ndarray, np.ndarray, Vocabularies] | None = None
+_COMPARE_JOB: tuple[pd.DataFrame, np.ndarray, np.ndarray, Vocabularies, Comparison] | None = None
 
 
-def _compare_range(bounds: tuple[int, int]) -> Comparison:
-    from crmclean.dedupe.compare import compare, use_rapidfuzz_workers
+def _compare_range(bounds: tuple[int, int]) -> int:
+    """Compare one range of pairs into the shared comparison; the number of pairs compared."""
+    from crmclean.dedupe.compare import compare, put, use_rapidfuzz_workers
 
     assert _COMPARE_JOB is not None
-    features, left, right, vocab = _COMPARE_JOB
+    features, left, right, vocab, out = _COMPARE_JOB
     use_rapidfuzz_workers(1)  # this process is one of the cores already
     a, b = bounds
-    return compare(features, left[a:b], right[a:b], vocab=vocab)
+    put(out, compare(features, left[a:b], right[a:b], vocab=vocab), a)
+    return b - a
 
 
 class DaskEngine(Engine):

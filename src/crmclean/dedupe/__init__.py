@@ -358,6 +358,7 @@ def _judge(feats: pd.DataFrame, ids: np.ndarray, settings: dict[str, object], de
             opened_at.append(mask)
     blocks = engine.candidate_pairs(feats, rules, max_block, budget if focus is None else None, hot, opened_at)
     left, right = blocks.left, blocks.right
+    blocks = replace(blocks, left=left[:0], right=right[:0])  # the filtered pairs below replace these (~300 MB at a million records)
     release_memory()  # the per-rule key and pair arrays
     # only records of one object type are compared (a lead and a contact are not merged here)
     obj = feats["object"].to_numpy(dtype=object)
