@@ -191,6 +191,7 @@ def dedupe(frame: pd.DataFrame | Handoff, original: pd.DataFrame, pack: Pack, de
     # pass changed, and at blocks its merges brought under the size limit: every other pair was
     # already compared with the same values
     touched, opened = result.retouch, result.reopened
+    id_index = pd.Index(all_ids, dtype=object)  # every composition looks ids up in it: its hash table is built once
     for _ in range(MAX_PASSES - 1):
         if not touched and not any(len(o) for o in opened):
             break
@@ -205,7 +206,7 @@ def dedupe(frame: pd.DataFrame | Handoff, original: pd.DataFrame, pack: Pack, de
         if not len(again.merge_map):  # nothing merged: the pass's frame is the last one's
             result = replace(result, frame=again.frame)
             break
-        result = _compose(all_ids, result, again, touched)
+        result = _compose(all_ids, id_index, result, again, touched)
         touched, opened = again.retouch, again.reopened
         ids = ids[again.kept] if again.kept is not None else ids
         del again  # its frame, features and judged pairs are the composed result's: the next pass takes them over
@@ -231,9 +232,9 @@ class _Carry:
     ids: np.ndarray | None = None  # the frame's record ids as strings
 
 
-def _compose(ids: np.ndarray, first: DedupeResult, second: DedupeResult, focus: frozenset[str]) -> DedupeResult:
+def _compose(ids: np.ndarray, id_index: pd.Index, first: DedupeResult, second: DedupeResult, focus: frozenset[str]) -> DedupeResult:
     """One result from two passes: pass-two losers are pass-one survivors. ``ids`` are the
-    record ids of the frame the passes began with, in its order.
+    record ids of the frame the passes began with, in its order (``id_index`` an index of them).
 
     Only the clusters pass two merged change: every other record keeps its pass-one cluster id.
     Pass two compared only pairs touching ``focus``; so the review queue is pass two's pairs
@@ -244,7 +245,7 @@ def _compose(ids: np.ndarray, first: DedupeResult, second: DedupeResult, focus: 
     mm1 = first.merge_map.copy()
     mm1["survivor_id"] = _standing(mm1["survivor_id"], second.merge_map)
     merge_map = pd.concat([mm1, second.merge_map], ignore_index=True)
-    loser_at = pd.Index(ids).get_indexer(merge_map["loser_id"].to_numpy(dtype=object))
+    loser_at = id_index.get_indexer(pd.Index(merge_map["loser_id"].to_numpy(dtype=object), dtype=object))
     final_survivor = ids.copy()
     final_survivor[loser_at] = merge_map["survivor_id"].to_numpy(dtype=object)
     cids = first.clusters["cluster_id"].to_numpy(dtype=object).copy()
