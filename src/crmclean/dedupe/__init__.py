@@ -366,7 +366,7 @@ def _judge(feats: pd.DataFrame, ids: np.ndarray, settings: dict[str, object], de
     keep_pair = obj[left] == obj[right]
     left, right = left[keep_pair], right[keep_pair]
     # a pair an earlier pass judged, neither of whose records has changed since, is not compared
-    # again (the model is the same; see judged_keys at the end)
+    # again (the model is the same; see judged_keys below)
     if compared is not None and hot is not None:
         again = _within(left * n + right, compared) & ~hot[left] & ~hot[right]
         left, right = left[~again], right[~again]
