@@ -539,10 +539,10 @@ def _run(opts: RunOptions, engine: Engine, progress: Callable[[str], None] | Non
     findings.clear()
     files["findings.csv"] = safe(all_findings)
     # each survivor's merged records, in input order, by array work (Python dicts over a million
-    # ids took ~5 s): every survivor is one of the ids
+    # ids took ~5 s); a survivor that is not one of the ids (none is) would get no entry
     surv_at = pd.Index(ids).get_indexer(survivor)
     merged_from = np.full(n, "", dtype=object)
-    merged_at = np.flatnonzero(state == "merged")
+    merged_at = np.flatnonzero((state == "merged") & (surv_at >= 0))
     if len(merged_at):
         by_owner = np.argsort(surv_at[merged_at], kind="stable")
         owner, losers = surv_at[merged_at][by_owner], ids[merged_at][by_owner].tolist()
@@ -550,7 +550,7 @@ def _run(opts: RunOptions, engine: Engine, progress: Callable[[str], None] | Non
         bounds = np.r_[starts, len(owner)].tolist()
         merged_from[owner[starts]] = [";".join(losers[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
     files["crosswalk.csv"] = frame_csv_pieces(pd.DataFrame({
-        "legacy_id": legacy, "record_id": ids, "survivor_id": survivor, "survivor_legacy_id": legacy[surv_at],
+        "legacy_id": legacy, "record_id": ids, "survivor_id": survivor, "survivor_legacy_id": np.where(surv_at >= 0, legacy[np.maximum(surv_at, 0)], ""),
         "merged_from": merged_from, "state": state,
     }))
 

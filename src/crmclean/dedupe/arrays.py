@@ -43,3 +43,27 @@ def factorize_text(values: np.ndarray | pa.Array) -> tuple[np.ndarray, np.ndarra
         codes, uniques = pd.factorize(np.asarray(values, dtype=object), use_na_sentinel=False)
         return np.asarray(codes, dtype=np.int64), np.asarray(uniques, dtype=object)
     return enc.indices.to_numpy(zero_copy_only=False).astype(np.int64), np.asarray(enc.dictionary.to_numpy(zero_copy_only=False), dtype=object)
+
+
+def run_pairs(pos: np.ndarray, codes: np.ndarray, max_block: int, focus: np.ndarray | None = None,
+              open_blocks: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The pairs (smaller, larger) within each run of equal ``codes`` (``pos`` sorted by
+    ``codes``, every run at most ``max_block`` long) — a block's pairs, or a cluster's members';
+    with ``focus``, only those touching a focus record or in an open block."""
+    lefts: list[np.ndarray] = [np.zeros(0, dtype=np.int64)]
+    rights: list[np.ndarray] = [np.zeros(0, dtype=np.int64)]
+    for k in range(1, max_block):
+        if len(codes) <= k:
+            break
+        same = codes[k:] == codes[:-k]
+        if not same.any():
+            break
+        a, b = pos[:-k][same], pos[k:][same]
+        if focus is not None:  # pairs of two other records in a focus block were compared before
+            near = focus[a] | focus[b]
+            if open_blocks is not None:
+                near |= open_blocks[codes[k:][same]]
+            a, b = a[near], b[near]
+        lefts.append(np.minimum(a, b))
+        rights.append(np.maximum(a, b))
+    return np.concatenate(lefts).astype(np.int64), np.concatenate(rights).astype(np.int64)

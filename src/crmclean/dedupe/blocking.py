@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from crmclean.dedupe.arrays import sorted_unique
+from crmclean.dedupe.arrays import run_pairs, sorted_unique
 from crmclean.dedupe.features import blocking_keys
 
 
@@ -122,27 +122,6 @@ def keyed_rules(features: pd.DataFrame, rules: list[dict[str, Any]]) -> Keyed:
     return out
 
 
-def _block_pairs(pos: np.ndarray, codes: np.ndarray, max_block: int, focus: np.ndarray | None,
-                 open_blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The pairs within each block (``pos`` sorted by ``codes``, every block within the limit);
-    with ``focus``, only those touching a focus record or in an open block."""
-    lefts: list[np.ndarray] = [np.zeros(0, dtype=np.int64)]
-    rights: list[np.ndarray] = [np.zeros(0, dtype=np.int64)]
-    for k in range(1, max_block):
-        if len(codes) <= k:
-            break
-        same = codes[k:] == codes[:-k]
-        if not same.any():
-            break
-        a, b = pos[:-k][same], pos[k:][same]
-        if focus is not None:  # pairs of two other records in a focus block were compared before
-            near = focus[a] | focus[b] | open_blocks[codes[k:][same]]
-            a, b = a[near], b[near]
-        lefts.append(np.minimum(a, b))
-        rights.append(np.maximum(a, b))
-    return np.concatenate(lefts).astype(np.int64), np.concatenate(rights).astype(np.int64)
-
-
 def _within_limit(pos: np.ndarray, codes: np.ndarray, max_block: int, focus: np.ndarray | None,
                   opened: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Pairs of the blocks within the limit (``pos`` sorted by ``codes``), the block sizes and
@@ -158,7 +137,7 @@ def _within_limit(pos: np.ndarray, codes: np.ndarray, max_block: int, focus: np.
         sel = (hot_blocks | open_blocks)[codes] & ~big
     else:
         sel = ~big
-    left, right = _block_pairs(pos[sel], codes[sel], max_block, focus, open_blocks)
+    left, right = run_pairs(pos[sel], codes[sel], max_block, focus, open_blocks)
     return left, right, sizes, big
 
 

@@ -15,6 +15,8 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
+from crmclean.dedupe.arrays import run_pairs
+
 
 def components(n: int, left: np.ndarray, right: np.ndarray) -> np.ndarray:
     """Component label (smallest member position) for every record.
@@ -68,16 +70,8 @@ def resolve(
     root_of = labels[grouped]
     too_big = sizes[root_of] > max_cluster
     bad_roots = set(root_of[too_big].tolist())
-    # each pair of members (i < j) of the other components, made as blocking makes its pairs
-    fine, fine_root = grouped[~too_big], root_of[~too_big]
-    a_parts, b_parts = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)]
-    for k in range(1, max_cluster):
-        same = fine_root[k:] == fine_root[:-k]
-        if not same.any():
-            break
-        a_parts.append(fine[:-k][same])
-        b_parts.append(fine[k:][same])
-    ma, mb = np.concatenate(a_parts), np.concatenate(b_parts)
+    # each pair of members of the other components, made as blocking makes a block's pairs
+    ma, mb = run_pairs(grouped[~too_big], root_of[~too_big], max_cluster)
     if conflicts is not None:
         bad = np.asarray(conflicts(ma, mb), dtype=bool)
     else:

@@ -105,7 +105,7 @@ def _unified(parts: dict[str, Coded]) -> dict[str, Coded]:
     codes, values = factorize_text(np.concatenate([p.values for p in parts.values()]))
     out, at = {}, 0
     for name, p in parts.items():
-        out[name] = Coded(codes[at: at + len(p.values)][p.codes] if len(p.codes) else np.zeros(0, dtype=np.int64), values)
+        out[name] = Coded(codes[at: at + len(p.values)][p.codes], values)
         at += len(p.values)
     return out
 
@@ -188,16 +188,20 @@ def _series_coded(series: pd.Series) -> Coded:
     return Coded(*_factorize(series))
 
 
+def _recoded(column: Coded, new: np.ndarray | pa.Array) -> Coded:
+    """The column with each distinct value ``column.values[i]`` replaced by ``new[i]``, coded."""
+    codes, values = factorize_text(new)
+    return Coded(codes[column.codes], values)
+
+
 def _mapped(column: Coded, fn: Any) -> Coded:
     """``fn`` (giving text) of each distinct value, coded."""
-    codes, values = factorize_text(np.array([fn(u) for u in column.values], dtype=object))
-    return Coded(codes[column.codes] if len(column.codes) else np.zeros(0, dtype=np.int64), values)
+    return _recoded(column, np.array([fn(u) for u in column.values], dtype=object))
 
 
 def _fold_coded(series: pd.Series) -> Coded:
     column = _series_coded(series)
-    codes, values = factorize_text(_fold_many(column.values))
-    return Coded(codes[column.codes] if len(column.codes) else np.zeros(0, dtype=np.int64), values)
+    return _recoded(column, _fold_many(column.values))
 
 
 def _text_coded(values: pd.Series | pa.Array | pa.ChunkedArray) -> Coded:
@@ -240,17 +244,14 @@ def build_features(frame: pd.DataFrame, role_locals: frozenset[str] = frozenset(
     # the local part before any "+tag", without dots: the text before the first "@" or "+" (of
     # each distinct address)
     local = pc.extract_regex(pa.array(email_c.values, type=pa.large_string()), "^(?P<l>[^@+]*)").field("l")
-    local_codes, local_values = factorize_text(pc.replace_substring(local, ".", ""))
-    local_c = Coded(local_codes[email_c.codes] if n else np.zeros(0, dtype=np.int64), local_values)
+    local_c = _recoded(email_c, pc.replace_substring(local, ".", ""))
     postal = frame["postal_code"].astype(str).fillna("")
     zip_c = _text_coded(postal.str[:5].where(postal.str.match(r"^\d{5}"), ""))
     city_c = _fold_coded(frame["city"])
     street_in = _series_coded(frame["street_1"])
-    fold_codes, fold_values = factorize_text(_fold_many(street_in.values))
-    folds = fold_values[fold_codes] if len(fold_codes) else np.zeros(0, dtype=object)
-    key_codes, key_values = factorize_text(_street_keys(street_in.values, folds))
-    street_c = Coded(fold_codes[street_in.codes] if n else np.zeros(0, dtype=np.int64), fold_values)
-    street_key_c = Coded(key_codes[street_in.codes] if n else np.zeros(0, dtype=np.int64), key_values)
+    folds = _fold_many(street_in.values)
+    street_c = _recoded(street_in, folds)
+    street_key_c = _recoded(street_in, _street_keys(street_in.values, folds))
     book: dict[str, Coded] = {
         **_unified({"fn_first": first_c, "ln": ln_c, "fn": fn_c}),
         **_unified({"email": email_c, "email_local": local_c}),
@@ -266,7 +267,8 @@ def build_features(frame: pd.DataFrame, role_locals: frozenset[str] = frozenset(
 
     def text(name: str) -> np.ndarray:
         c = book[name]
-        return c.values[c.codes] if n else np.zeros(0, dtype=object)
+        out: np.ndarray = c.values[c.codes]
+        return out
 
     fn, ln, fn_first, zip5, city, street_key = text("fn"), text("ln"), text("fn_first"), text("zip5"), text("city"), text("street_key")
     # the street address as one key: house number and street, in one ZIP (or, without a ZIP, one city)
