@@ -224,3 +224,86 @@ def test_concatenated_logs_are_arrow_text_and_keep_what_is_not_text() -> None:
     assert out["c"].iloc[0] is out["c"].iloc[1]
     assert out["m"].dtype == object and out["m"].tolist() == ["1", "2", None]
     assert concat([a.iloc[:0]], ("k",))["k"].dtype == object and concat([a, b.iloc[:0]], ("k", "c"))["c"].tolist() == ["p", "p"]
+
+
+# --- the files' writer thread ----------------------------------------------------------------------
+
+def _writer_threads() -> list[str]:
+    import threading
+
+    return [t.name for t in threading.enumerate() if t.name.startswith("crmclean-writer")]
+
+
+def test_files_are_written_in_order_one_at_a_time_with_their_bytes(tmp_path):
+    import threading
+
+    from crmclean.pipeline import _Outputs
+
+    staging = Staging(tmp_path / "out")
+    files = _Outputs(staging)
+    started = threading.Event()
+    release = threading.Event()
+
+    def slow():
+        started.set()
+        assert release.wait(10)
+        yield b"a,b\n"
+        yield b"1,2\n"
+
+    files["first.csv"] = slow()
+    assert started.wait(10)  # the first file is being written while the run goes on
+    made_second = threading.Event()
+
+    def second():
+        files["second.csv"] = b"x\n"  # waits for the first file
+        made_second.set()
+
+    t = threading.Thread(target=second)
+    t.start()
+    assert not made_second.wait(0.2)  # one file at a time
+    release.set()
+    t.join(10)
+    assert made_second.is_set()
+    files.finish()
+    assert files.names == ["first.csv", "second.csv"] and not _writer_threads()
+    assert (staging.path / "first.csv").read_bytes() == b"a,b\n1,2\n"
+    assert (staging.path / "second.csv").read_bytes() == b"x\n"
+    assert staging.files["first.csv"] == hashlib.sha256(b"a,b\n1,2\n").hexdigest()
+
+
+def test_a_failed_write_is_raised_in_the_run_and_a_failed_run_stops_the_writer(tmp_path):
+    import threading
+
+    from crmclean.pipeline import _Outputs
+
+    files = _Outputs(Staging(tmp_path / "a"))
+
+    def broken():
+        yield b"a\n"
+        raise OSError(28, "injected")
+
+    files["one.csv"] = broken()
+    with pytest.raises(OSError, match="injected"):
+        files["two.csv"] = b"b\n"  # the next file raises the last one's failure
+    files.abort()
+    assert not _writer_threads()
+
+    files = _Outputs(Staging(tmp_path / "b"))
+    pieces = {"n": 0}
+    going = threading.Event()
+
+    def endless():
+        while True:
+            pieces["n"] += 1
+            going.set()
+            yield b"x" * 1024
+
+    files["big.csv"] = endless()
+    assert going.wait(10)
+    files.abort()  # the run failed: the endless write stops at its next piece
+    assert not _writer_threads() and pieces["n"] < 10**7
+
+    files = _Outputs(None)  # without staging the files are kept in memory, joined
+    files["m.csv"] = iter([b"a", b"b"])
+    files.finish()
+    assert files.files == {"m.csv": b"ab"}

@@ -5,8 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import threading
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -175,20 +177,72 @@ class RunResult:
 
 class _Outputs:
     """Where the run's files go: each straight into ``staging`` as soon as it is made (a file is
-    not held once written: at a million records they add up to ~1.4 GB), or kept in memory."""
+    not held once written: at a million records they add up to ~1.4 GB), or kept in memory.
+
+    A file bound for staging is written by one writer thread while the run makes the next: the
+    CSV assembly (Arrow), hashing, writing and fsync of one file let go of the GIL, so they run
+    on the second core beside the next file's preparation (at a million records, ~20 s of the
+    export). One file at a time is handed over: making file k+1 waits for file k to be written,
+    so no more than one finished file's makings are alive beside the next one's. The files'
+    bytes are those of a write in line; a write's failure is raised in the run at the next file
+    or at :meth:`finish`, and a failing run stops the writer at its next piece (:meth:`abort`)."""
 
     def __init__(self, staging: Staging | None) -> None:
         self.staging = staging
         self.files: dict[str, bytes] = {}
         self.names: list[str] = []
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: Future[None] | None = None
+        self._stop = threading.Event()
 
     def __setitem__(self, name: str, data: bytes | Iterable[bytes]) -> None:
         """Take a file, whole or as pieces (written as they are made, never joined)."""
-        if self.staging is not None:
-            self.staging.write_bytes(name, data)
-        else:
+        if self.staging is None:
             self.files[name] = data if isinstance(data, bytes) else b"".join(data)
+        else:
+            self._wait()
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="crmclean-writer")
+            self._pending = self._pool.submit(self.staging.write_bytes, name, self._until_stopped(data))
         self.names.append(name)
+
+    def _until_stopped(self, data: bytes | Iterable[bytes]) -> Iterator[bytes]:
+        for piece in [data] if isinstance(data, bytes) else data:
+            if self._stop.is_set():
+                raise _Stopped
+            yield piece
+
+    def _wait(self) -> None:
+        """Wait for the file being written; raise what its write raised."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def finish(self) -> None:
+        """Wait for the last file; raise what its write raised."""
+        try:
+            self._wait()
+        finally:
+            self._shutdown()
+
+    def abort(self) -> None:
+        """The run failed: stop the file being written at its next piece (staging is discarded)."""
+        self._stop.set()
+        try:
+            self._wait()
+        except BaseException:  # noqa: BLE001 — the run's own failure is the one to report
+            pass
+        finally:
+            self._shutdown()
+
+    def _shutdown(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+
+class _Stopped(Exception):
+    """A write cut short because the run failed."""
 
 
 def _row_hashes(table: RawTable) -> list[str]:
@@ -436,171 +490,176 @@ def _run(opts: RunOptions, engine: Engine, progress: Callable[[str], None] | Non
     # at a million records the ledger (row hashes included) and the stages' change log are each
     # several hundred MB that the later files need not share memory with.
     files = _Outputs(staging)
-    files["ledger.csv"] = frame_csv_pieces(ledger[list(LEDGER_COLUMNS)])
-    del ledger, hashes, ledger_state, ledger_ids, kept_ids, bad_survivor
-    # only the columns the import files are made of (not the stages' working columns), in input order
-    wanted = {*CANONICAL_FIELDS, ROW, RECORD_ID, "_object", "_state", "_source_id"}
-    wanted |= {c for t in (*targets.values(), target) for c in (t.data.get("columns") or {})}
-    exportable = working.loc[working["_state"].isin(["exported", "deactivated"]).to_numpy(),
-                             [c for c in working.columns if c in wanted or c.startswith(EXTRA_PREFIX)]]
-    if not exportable[ROW].is_monotonic_increasing:
-        exportable = exportable.sort_values(ROW, kind="mergesort")
-    # archive.csv and the delete manifest need four columns of their rows, and the report the names
-    # of the first merges' survivors: the rest of the survivors' frame (~700 MB at 1M) goes now
-    set_aside = {st: working.loc[(working["_state"] == st).to_numpy(), [ROW, "_reason", "_rule_id", "_reasons"]] for st in ("archived", "deleted")}
-    shown_survivors = frozenset(dd.merge_map["survivor_id"].head(EXAMPLE_MERGES).tolist()) if dd is not None else frozenset()
-    working = working.loc[member(working[RECORD_ID], shown_survivors), [RECORD_ID, "first_name", "last_name"]]
-    release_memory()
-    formula_hits: list[tuple[int, str]] = []
-    unmapped_owners: list[str] = []
-    # one import file per object type: the first input's object is clean.csv, others clean_<object>.csv
-    order = list(dict.fromkeys(i.mapping.object_type for i in loaded.inputs)) or ["contact"]
-    for k, obj in enumerate(order):
-        part = exportable[exportable["_object"] == obj]
-        tgt = to_target(part, targets.get(obj, target), owners)
-        findings.append(tgt.findings)
-        unmapped_owners.extend(tgt.unmapped_owners)
-        clean = tgt.frame
-        tpack = targets.get(obj, target)
-        clean_ids = part[RECORD_ID].astype(str).to_numpy(dtype=object)
-        hits_here = formula_cells(clean)
-        formula_hits.extend(hits_here)
-        if hits_here:
-            findings.append(pd.DataFrame({"record_id": [clean_ids[i] for i, _ in hits_here], "stage": "export", "check_id": "export.formula_cell",
-                                          "field": [c for _, c in hits_here], "severity": "warning", "reason": "FORMULA_LIKE_CELL"}))
-        if tpack.data.get("formula_guard", "neutralize") == "neutralize":
-            escaped, hits = escape_frame(clean)
-            if hits:
-                changes.append(pd.DataFrame({"record_id": [clean_ids[i] for i, _ in hits], "stage": "export", "rule_id": "export.formula_guard",
-                                             "field": [c for _, c in hits], "before": [clean[c].iloc[i] for i, c in hits],
-                                             "after": [escaped[c].iloc[i] for i, c in hits], "reason": "FORMULA_NEUTRALIZED"}))
-            clean = escaped
-        enc = tpack.data.get("encoding", "utf-8")
-        eol = "\r\n" if tpack.data.get("line_ending") == "crlf" else "\n"
-        files["clean.csv" if k == 0 else f"clean_{obj}.csv"] = frame_csv_pieces(clean, encoding=enc, line_ending=eol)
-        del clean, tgt, part
-    fill_after = {c: round(float((exportable[c].astype(str).str.strip() != "").mean()), 4) if len(exportable) else 0.0 for c in CANONICAL_FIELDS if c != RECORD_ID}
-    del exportable
-    release_memory()
-    # changes.csv is written from the stages' parts, never concatenated (~700 MB at a million
-    # records); the summary's counts and the report's examples (the first changes of each rule,
-    # in log order) are taken part by part
-    changes = [part for part in changes if len(part)]
-    changes_by_rule: Counter[str] = Counter()
-    for part in changes:  # a categorical column counts its unused categories too: those are left out
-        changes_by_rule.update({str(k): int(v) for k, v in part["rule_id"].value_counts().items() if v})
-    change_count = sum(len(part) for part in changes)
-    change_examples = concat([part.groupby("rule_id", sort=False, observed=True).head(2) for part in changes], CHANGE_COLUMNS)
-    files["changes.csv"] = frames_csv_pieces([escape_frame(part)[0] for part in changes], CHANGE_COLUMNS)
-    changes.clear()
-    release_memory()
+    try:
+        files["ledger.csv"] = frame_csv_pieces(ledger[list(LEDGER_COLUMNS)])
+        del ledger, hashes, ledger_state, ledger_ids, kept_ids, bad_survivor
+        # only the columns the import files are made of (not the stages' working columns), in input order
+        wanted = {*CANONICAL_FIELDS, ROW, RECORD_ID, "_object", "_state", "_source_id"}
+        wanted |= {c for t in (*targets.values(), target) for c in (t.data.get("columns") or {})}
+        exportable = working.loc[working["_state"].isin(["exported", "deactivated"]).to_numpy(),
+                                 [c for c in working.columns if c in wanted or c.startswith(EXTRA_PREFIX)]]
+        if not exportable[ROW].is_monotonic_increasing:
+            exportable = exportable.sort_values(ROW, kind="mergesort")
+        # archive.csv and the delete manifest need four columns of their rows, and the report the names
+        # of the first merges' survivors: the rest of the survivors' frame (~700 MB at 1M) goes now
+        set_aside = {st: working.loc[(working["_state"] == st).to_numpy(), [ROW, "_reason", "_rule_id", "_reasons"]] for st in ("archived", "deleted")}
+        shown_survivors = frozenset(dd.merge_map["survivor_id"].head(EXAMPLE_MERGES).tolist()) if dd is not None else frozenset()
+        working = working.loc[member(working[RECORD_ID], shown_survivors), [RECORD_ID, "first_name", "last_name"]]
+        release_memory()
+        formula_hits: list[tuple[int, str]] = []
+        unmapped_owners: list[str] = []
+        # one import file per object type: the first input's object is clean.csv, others clean_<object>.csv
+        order = list(dict.fromkeys(i.mapping.object_type for i in loaded.inputs)) or ["contact"]
+        for k, obj in enumerate(order):
+            part = exportable[exportable["_object"] == obj]
+            tgt = to_target(part, targets.get(obj, target), owners)
+            findings.append(tgt.findings)
+            unmapped_owners.extend(tgt.unmapped_owners)
+            clean = tgt.frame
+            tpack = targets.get(obj, target)
+            clean_ids = part[RECORD_ID].astype(str).to_numpy(dtype=object)
+            hits_here = formula_cells(clean)
+            formula_hits.extend(hits_here)
+            if hits_here:
+                findings.append(pd.DataFrame({"record_id": [clean_ids[i] for i, _ in hits_here], "stage": "export", "check_id": "export.formula_cell",
+                                              "field": [c for _, c in hits_here], "severity": "warning", "reason": "FORMULA_LIKE_CELL"}))
+            if tpack.data.get("formula_guard", "neutralize") == "neutralize":
+                escaped, hits = escape_frame(clean)
+                if hits:
+                    changes.append(pd.DataFrame({"record_id": [clean_ids[i] for i, _ in hits], "stage": "export", "rule_id": "export.formula_guard",
+                                                 "field": [c for _, c in hits], "before": [clean[c].iloc[i] for i, c in hits],
+                                                 "after": [escaped[c].iloc[i] for i, c in hits], "reason": "FORMULA_NEUTRALIZED"}))
+                clean = escaped
+            enc = tpack.data.get("encoding", "utf-8")
+            eol = "\r\n" if tpack.data.get("line_ending") == "crlf" else "\n"
+            files["clean.csv" if k == 0 else f"clean_{obj}.csv"] = frame_csv_pieces(clean, encoding=enc, line_ending=eol)
+            del clean, tgt, part
+        fill_after = {c: round(float((exportable[c].astype(str).str.strip() != "").mean()), 4) if len(exportable) else 0.0 for c in CANONICAL_FIELDS if c != RECORD_ID}
+        del exportable
+        release_memory()
+        # changes.csv is written from the stages' parts, never concatenated (~700 MB at a million
+        # records); the summary's counts and the report's examples (the first changes of each rule,
+        # in log order) are taken part by part
+        changes = [part for part in changes if len(part)]
+        changes_by_rule: Counter[str] = Counter()
+        for part in changes:  # a categorical column counts its unused categories too: those are left out
+            changes_by_rule.update({str(k): int(v) for k, v in part["rule_id"].value_counts().items() if v})
+        change_count = sum(len(part) for part in changes)
+        change_examples = concat([part.groupby("rule_id", sort=False, observed=True).head(2) for part in changes], CHANGE_COLUMNS)
+        files["changes.csv"] = frames_csv_pieces([escape_frame(part)[0] for part in changes], CHANGE_COLUMNS)
+        changes.clear()
+        release_memory()
 
-    def with_originals(sel_rows: np.ndarray, extra: dict[str, np.ndarray]) -> pd.DataFrame:
-        orig = originals(loaded, np.sort(sel_rows))
-        at = orig["_row"].to_numpy(dtype=np.int64)
-        out = pd.DataFrame({"record_id": ids[at], "source_file": frame[SOURCE_FILE].to_numpy(dtype=object)[at],
-                            "source_line": frame[SOURCE_LINE].astype(str).to_numpy(dtype=object)[at]})
-        order = np.argsort(sel_rows, kind="mergesort")
-        for k, v in extra.items():
-            out[k] = np.asarray(v, dtype=object)[order]
-        return pd.concat([out, orig.drop(columns="_row")], axis=1)
+        def with_originals(sel_rows: np.ndarray, extra: dict[str, np.ndarray]) -> pd.DataFrame:
+            orig = originals(loaded, np.sort(sel_rows))
+            at = orig["_row"].to_numpy(dtype=np.int64)
+            out = pd.DataFrame({"record_id": ids[at], "source_file": frame[SOURCE_FILE].to_numpy(dtype=object)[at],
+                                "source_line": frame[SOURCE_LINE].astype(str).to_numpy(dtype=object)[at]})
+            order = np.argsort(sel_rows, kind="mergesort")
+            for k, v in extra.items():
+                out[k] = np.asarray(v, dtype=object)[order]
+            return pd.concat([out, orig.drop(columns="_row")], axis=1)
 
-    def safe(df: pd.DataFrame) -> Iterable[bytes]:
-        return frame_csv_pieces(escape_frame(df)[0])
+        def safe(df: pd.DataFrame) -> Iterable[bytes]:
+            return frame_csv_pieces(escape_frame(df)[0])
 
-    arch = set_aside["archived"]
-    files["archive.csv"] = safe(with_originals(arch[ROW].to_numpy(), {"reason": arch["_reason"].to_numpy(), "rule_id": arch["_rule_id"].to_numpy(), "reasons": arch["_reasons"].to_numpy()}))
-    dele = set_aside["deleted"]
-    if len(dele):
-        files["delete_manifest.csv"] = safe(with_originals(dele[ROW].to_numpy(), {"reason": dele["_reason"].to_numpy(), "rule_id": dele["_rule_id"].to_numpy(), "reasons": dele["_reasons"].to_numpy()}))
-    del arch, dele, set_aside
-    rej = pd.DataFrame(rej_rows)
-    raw_rej = [{"source_file": inp.table.display, "source_line": str(r.line), "code": r.code, "reason": r.reason, "raw": r.raw} for inp in loaded.inputs for r in inp.table.rejects]
-    files["rejects.csv"] = safe(pd.DataFrame(raw_rej, columns=["source_file", "source_line", "code", "reason", "raw"]))
-    del rej
+        arch = set_aside["archived"]
+        files["archive.csv"] = safe(with_originals(arch[ROW].to_numpy(), {"reason": arch["_reason"].to_numpy(), "rule_id": arch["_rule_id"].to_numpy(), "reasons": arch["_reasons"].to_numpy()}))
+        dele = set_aside["deleted"]
+        if len(dele):
+            files["delete_manifest.csv"] = safe(with_originals(dele[ROW].to_numpy(), {"reason": dele["_reason"].to_numpy(), "rule_id": dele["_rule_id"].to_numpy(), "reasons": dele["_reasons"].to_numpy()}))
+        del arch, dele, set_aside
+        rej = pd.DataFrame(rej_rows)
+        raw_rej = [{"source_file": inp.table.display, "source_line": str(r.line), "code": r.code, "reason": r.reason, "raw": r.raw} for inp in loaded.inputs for r in inp.table.rejects]
+        files["rejects.csv"] = safe(pd.DataFrame(raw_rej, columns=["source_file", "source_line", "code", "reason", "raw"]))
+        del rej
 
-    # merged.csv: every member of a merged cluster, original values (survivors too, so unmerge is exact)
-    if dd is not None and len(dd.merge_map):
-        loser_set = set(dd.merge_map["loser_id"].to_numpy(dtype=object))
-        surv_set = set(dd.merge_map["survivor_id"].to_numpy(dtype=object))
-        members = np.flatnonzero(member(ids, loser_set | surv_set))
-        role = np.where(member(ids[members], loser_set), "merged", "survivor")
-        files["merged.csv"] = safe(with_originals(members, {"merge_role": role, "survivor_id": np.where(role == "merged", survivor[members], ids[members]),
-                                                            "cluster_id": cluster_ids[members]}))
-        files["merge_map.csv"] = safe(dd.merge_map)
-        files["review.csv"] = safe(dd.review)
-    else:
-        empty = np.zeros(0, dtype=object)
-        files["merged.csv"] = safe(with_originals(np.zeros(0, dtype=np.int64), {"merge_role": empty, "survivor_id": empty, "cluster_id": empty}))
-        files["merge_map.csv"] = frame_csv_bytes(pd.DataFrame(columns=["loser_id", "survivor_id", "cluster_id", "score", "match_weight", "evidence"]))
-        files["review.csv"] = frame_csv_bytes(dd.review if dd is not None else pd.DataFrame(columns=["left_id", "right_id", "score", "match_weight", "evidence", "guard", "decision"]))
-    files["clusters.csv"] = frame_csv_pieces(pd.DataFrame({"record_id": ids, "cluster_id": cluster_ids}))
-    all_findings = concat(findings, FINDING_COLUMNS)
-    findings.clear()
-    files["findings.csv"] = safe(all_findings)
-    # each survivor's merged records, in input order, by array work (Python dicts over a million
-    # ids took ~5 s); a survivor that is not one of the ids (none is) would get no entry
-    surv_at = pd.Index(ids).get_indexer(survivor)
-    merged_from = np.full(n, "", dtype=object)
-    merged_at = np.flatnonzero((state == "merged") & (surv_at >= 0))
-    if len(merged_at):
-        by_owner = np.argsort(surv_at[merged_at], kind="stable")
-        owner, losers = surv_at[merged_at][by_owner], ids[merged_at][by_owner].tolist()
-        starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
-        bounds = np.r_[starts, len(owner)].tolist()
-        merged_from[owner[starts]] = [";".join(losers[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
-    files["crosswalk.csv"] = frame_csv_pieces(pd.DataFrame({
-        "legacy_id": legacy, "record_id": ids, "survivor_id": survivor, "survivor_legacy_id": np.where(surv_at >= 0, legacy[np.maximum(surv_at, 0)], ""),
-        "merged_from": merged_from, "state": state,
-    }))
+        # merged.csv: every member of a merged cluster, original values (survivors too, so unmerge is exact)
+        if dd is not None and len(dd.merge_map):
+            loser_set = set(dd.merge_map["loser_id"].to_numpy(dtype=object))
+            surv_set = set(dd.merge_map["survivor_id"].to_numpy(dtype=object))
+            members = np.flatnonzero(member(ids, loser_set | surv_set))
+            role = np.where(member(ids[members], loser_set), "merged", "survivor")
+            files["merged.csv"] = safe(with_originals(members, {"merge_role": role, "survivor_id": np.where(role == "merged", survivor[members], ids[members]),
+                                                                "cluster_id": cluster_ids[members]}))
+            files["merge_map.csv"] = safe(dd.merge_map)
+            files["review.csv"] = safe(dd.review)
+        else:
+            empty = np.zeros(0, dtype=object)
+            files["merged.csv"] = safe(with_originals(np.zeros(0, dtype=np.int64), {"merge_role": empty, "survivor_id": empty, "cluster_id": empty}))
+            files["merge_map.csv"] = frame_csv_bytes(pd.DataFrame(columns=["loser_id", "survivor_id", "cluster_id", "score", "match_weight", "evidence"]))
+            files["review.csv"] = frame_csv_bytes(dd.review if dd is not None else pd.DataFrame(columns=["left_id", "right_id", "score", "match_weight", "evidence", "guard", "decision"]))
+        files["clusters.csv"] = frame_csv_pieces(pd.DataFrame({"record_id": ids, "cluster_id": cluster_ids}))
+        all_findings = concat(findings, FINDING_COLUMNS)
+        findings.clear()
+        files["findings.csv"] = safe(all_findings)
+        # each survivor's merged records, in input order, by array work (Python dicts over a million
+        # ids took ~5 s); a survivor that is not one of the ids (none is) would get no entry
+        surv_at = pd.Index(ids).get_indexer(survivor)
+        merged_from = np.full(n, "", dtype=object)
+        merged_at = np.flatnonzero((state == "merged") & (surv_at >= 0))
+        if len(merged_at):
+            by_owner = np.argsort(surv_at[merged_at], kind="stable")
+            owner, losers = surv_at[merged_at][by_owner], ids[merged_at][by_owner].tolist()
+            starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
+            bounds = np.r_[starts, len(owner)].tolist()
+            merged_from[owner[starts]] = [";".join(losers[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+        files["crosswalk.csv"] = frame_csv_pieces(pd.DataFrame({
+            "legacy_id": legacy, "record_id": ids, "survivor_id": survivor, "survivor_legacy_id": np.where(surv_at >= 0, legacy[np.maximum(surv_at, 0)], ""),
+            "merged_from": merged_from, "state": state,
+        }))
 
-    # --- summary --------------------------------------------------------------------------------
-    fill_before = {c: round(float((loaded.frame[c].astype(str).str.strip() != "").mean()), 4) if n else 0.0 for c in CANONICAL_FIELDS if c != RECORD_ID}
-    filled = {c: int((frame[c].astype(str).str.strip() != "").sum()) for c in ("email", "phone", "mobile")}
-    sizes = pd.Series(cluster_ids).value_counts().value_counts().sort_index() if n else pd.Series(dtype=int)
-    pack_hashes = {"rules": pack.sha256, **{f"target:{t.name}": t.sha256 for t in targets.values()}, **{f"source:{i.mapping.pack.name}": i.mapping.pack.sha256 for i in loaded.inputs}}
-    run_id = hashlib.sha256(json.dumps({"inputs": [i.table.sha256 for i in loaded.inputs], "packs": pack_hashes, "as_of": as_of.isoformat()}, sort_keys=True).encode()).hexdigest()[:16]
-    summary: dict[str, Any] = {
-        "schema_version": SCHEMA_VERSION,
-        "run_id": run_id,
-        "as_of": as_of.isoformat(),
-        "status": "ok",
-        "versions": _versions(),
-        "pack": {"name": pack.name, "sha256": pack.sha256},
-        "target": {"name": target_name if target_name in FAMILIES else target.name, "sha256": target.sha256, "per_object": {o: t.name for o, t in targets.items()}},
-        "inputs": [{"file": i.table.display, "sha256": i.table.sha256, "encoding": i.table.encoding, "delimiter": i.table.delimiter, "sheet": i.table.sheet,
-                    "source": i.mapping.pack.name, "object": i.mapping.object_type, "headers": i.table.headers, "headers_mapped": i.mapping.mapped_headers,
-                    "warnings": [w.line() for w in i.table.warnings], **per_file[i.table.display]} for i in loaded.inputs],
-        "rows_read": loaded.rows_read,
-        "states": states,
-        "lifecycle_reasons": reason_counts,
-        "findings_by_reason": {str(k): int(v) for k, v in all_findings["reason"].value_counts().sort_index().items()} if len(all_findings) else {},
-        "findings_by_severity": {str(k): int(v) for k, v in all_findings["severity"].value_counts().sort_index().items()} if len(all_findings) else {},
-        "changes_by_rule": dict(sorted(changes_by_rule.items())),
-        "changes": change_count,
-        "formula_cells": len(formula_hits),
-        "unmapped_owners": sorted(set(unmapped_owners)) if owners is not None else [],
-        "filled": filled,
-        "fill_rate_before": fill_before,
-        "fill_rate_after": fill_after,
-        "dedupe": {
-            "candidate_pairs": dd.candidate_pairs if dd else 0,
-            "max_block_size": dd.max_block if dd else 0,
-            "auto_merge_pairs": dd.auto_pairs if dd else 0,
-            "review_pairs": len(dd.review) if dd else 0,
-            "blocking": [{"rule": r.rule_id, "pairs": r.pairs, "oversized_blocks": r.oversized_blocks, "records_in_oversized_blocks": r.records_in_oversized,
-                          "split_pairs": r.split_pairs} for r in dd.rules] if dd else [],
-            "cluster_sizes": {str(k): int(v) for k, v in sizes.items()},
-        },
-    }
-    gate_results = evaluate(list(pack.get("gates", default=[]) or []), metrics(summary))
-    summary["gates"] = [g.as_dict() for g in gate_results]
-    summary["gates_passed"] = all(g.passed for g in gate_results)
-    if not summary["gates_passed"]:
-        summary["status"] = "gate_failed"
-    files["summary.json"] = (json.dumps(summary, indent=2, sort_keys=False, ensure_ascii=False) + "\n").encode()
-    from crmclean.export.report import render_report
+        # --- summary --------------------------------------------------------------------------------
+        fill_before = {c: round(float((loaded.frame[c].astype(str).str.strip() != "").mean()), 4) if n else 0.0 for c in CANONICAL_FIELDS if c != RECORD_ID}
+        filled = {c: int((frame[c].astype(str).str.strip() != "").sum()) for c in ("email", "phone", "mobile")}
+        sizes = pd.Series(cluster_ids).value_counts().value_counts().sort_index() if n else pd.Series(dtype=int)
+        pack_hashes = {"rules": pack.sha256, **{f"target:{t.name}": t.sha256 for t in targets.values()}, **{f"source:{i.mapping.pack.name}": i.mapping.pack.sha256 for i in loaded.inputs}}
+        run_id = hashlib.sha256(json.dumps({"inputs": [i.table.sha256 for i in loaded.inputs], "packs": pack_hashes, "as_of": as_of.isoformat()}, sort_keys=True).encode()).hexdigest()[:16]
+        summary: dict[str, Any] = {
+            "schema_version": SCHEMA_VERSION,
+            "run_id": run_id,
+            "as_of": as_of.isoformat(),
+            "status": "ok",
+            "versions": _versions(),
+            "pack": {"name": pack.name, "sha256": pack.sha256},
+            "target": {"name": target_name if target_name in FAMILIES else target.name, "sha256": target.sha256, "per_object": {o: t.name for o, t in targets.items()}},
+            "inputs": [{"file": i.table.display, "sha256": i.table.sha256, "encoding": i.table.encoding, "delimiter": i.table.delimiter, "sheet": i.table.sheet,
+                        "source": i.mapping.pack.name, "object": i.mapping.object_type, "headers": i.table.headers, "headers_mapped": i.mapping.mapped_headers,
+                        "warnings": [w.line() for w in i.table.warnings], **per_file[i.table.display]} for i in loaded.inputs],
+            "rows_read": loaded.rows_read,
+            "states": states,
+            "lifecycle_reasons": reason_counts,
+            "findings_by_reason": {str(k): int(v) for k, v in all_findings["reason"].value_counts().sort_index().items()} if len(all_findings) else {},
+            "findings_by_severity": {str(k): int(v) for k, v in all_findings["severity"].value_counts().sort_index().items()} if len(all_findings) else {},
+            "changes_by_rule": dict(sorted(changes_by_rule.items())),
+            "changes": change_count,
+            "formula_cells": len(formula_hits),
+            "unmapped_owners": sorted(set(unmapped_owners)) if owners is not None else [],
+            "filled": filled,
+            "fill_rate_before": fill_before,
+            "fill_rate_after": fill_after,
+            "dedupe": {
+                "candidate_pairs": dd.candidate_pairs if dd else 0,
+                "max_block_size": dd.max_block if dd else 0,
+                "auto_merge_pairs": dd.auto_pairs if dd else 0,
+                "review_pairs": len(dd.review) if dd else 0,
+                "blocking": [{"rule": r.rule_id, "pairs": r.pairs, "oversized_blocks": r.oversized_blocks, "records_in_oversized_blocks": r.records_in_oversized,
+                              "split_pairs": r.split_pairs} for r in dd.rules] if dd else [],
+                "cluster_sizes": {str(k): int(v) for k, v in sizes.items()},
+            },
+        }
+        gate_results = evaluate(list(pack.get("gates", default=[]) or []), metrics(summary))
+        summary["gates"] = [g.as_dict() for g in gate_results]
+        summary["gates_passed"] = all(g.passed for g in gate_results)
+        if not summary["gates_passed"]:
+            summary["status"] = "gate_failed"
+        files["summary.json"] = (json.dumps(summary, indent=2, sort_keys=False, ensure_ascii=False) + "\n").encode()
+        from crmclean.export.report import render_report
 
-    files["report.html"] = render_report(summary, change_examples, dd, working).encode("utf-8")
+        files["report.html"] = render_report(summary, change_examples, dd, working).encode("utf-8")
+    except BaseException:
+        files.abort()
+        raise
+    files.finish()
     lap("export")
     return RunResult(summary=summary, files=files.files, gates=gate_results, timings=timings, names=files.names)
