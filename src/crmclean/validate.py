@@ -94,12 +94,16 @@ def validate(frame: pd.DataFrame, pack: Pack, target: Pack | None, as_of: dt.dat
     both = c.str.match(r"^\d{4}-\d{2}-\d{2}$") & a.str.match(r"^\d{4}-\d{2}-\d{2}$")
     out.append(_find(frame, (both & (c > a)).to_numpy(), "date.order", "created_at", "warning", "CREATED_AFTER_LAST_ACTIVITY"))
 
-    # a work email whose domain contradicts the company's website domain
+    # a work email whose domain contradicts the company's website domain: only a record with both
+    # can (a company domain and an email with "@"), so only those rows are examined
     free = set(pack.get("validate", "free_email_domains", default=[]) or [])
-    dom = frame["email"].astype(str).str.split("@").str[-1].str.casefold()
-    site = frame["company_domain"].astype(str).str.casefold().str.replace(r"^(https?://)?(www\.)?", "", regex=True).str.split("/").str[0]
-    has = (frame["email"].astype(str).str.contains("@")) & (site != "") & ~dom.isin(free)
-    suffix_match = pd.Series([d.endswith("." + w) for d, w in zip(dom, site, strict=True)], index=frame.index, dtype=bool)
-    mismatch = has & ~(dom == site) & ~suffix_match
-    out.append(_find(frame, mismatch.to_numpy(), "email.company_domain", "email", "info", "EMAIL_DOMAIN_NOT_COMPANY"))
+    email, website = frame["email"].astype(str), frame["company_domain"].astype(str)
+    rows = np.flatnonzero(((website != "") & email.str.contains("@", regex=False)).to_numpy())
+    mismatch = np.zeros(len(frame), dtype=bool)
+    if len(rows):
+        dom = email.iloc[rows].str.split("@").str[-1].str.casefold()
+        site = website.iloc[rows].str.casefold().str.replace(r"^(https?://)?(www\.)?", "", regex=True).str.split("/").str[0]
+        suffix_match = np.array([d.endswith("." + w) for d, w in zip(dom, site, strict=True)], dtype=bool)
+        mismatch[rows] = ((site != "") & ~dom.isin(free) & (dom != site)).to_numpy() & ~suffix_match
+    out.append(_find(frame, mismatch, "email.company_domain", "email", "info", "EMAIL_DOMAIN_NOT_COMPANY"))
     return concat(out, FINDING_COLUMNS)
