@@ -109,11 +109,25 @@ def signal_table(texts: Sequence[str], compiled: dict[str, tuple[list[Any], list
     with_excludes = [k for k, (_, _, _, excludes) in enumerate(screens) if excludes]
     if with_excludes:
         excluded[:, with_excludes] = _screen_all(texts, ["|".join(f"(?:{p.pattern})" for p in screens[k][3]) for k in with_excludes])
+    holds = hits & ~excluded
+    for k in with_excludes:
+        # the texts with both: which of the signal's phrases and excludes each holds is screened
+        # in Arrow too, so the search below runs only the patterns that match (those that do
+        # not match add no phrase match and no excluded span)
+        rows = np.flatnonzero(hits[:, k] & excluded[:, k])
+        if not len(rows):
+            continue
+        _, _, phrases, excludes = screens[k]
+        some = [texts[i] for i in rows.tolist()]
+        has_phrase = _screen_all(some, [p.pattern for p in phrases])
+        has_exclude = _screen_all(some, [x.pattern for x in excludes])
+        for r, i in enumerate(rows.tolist()):
+            holds[i, k] = _signal_hit(texts[i][:MAX_NOTE_CHARS], [phrases[j] for j in np.flatnonzero(has_phrase[r]).tolist()],
+                                      [excludes[j] for j in np.flatnonzero(has_exclude[r]).tolist()])
+    names = [name for name, _, _, _ in screens]
     out: list[tuple[str, ...]] = [()] * len(texts)
-    for i in np.flatnonzero(hits.any(axis=1)).tolist():
-        text = texts[i][:MAX_NOTE_CHARS]
-        out[i] = tuple(name for k, (name, _screen, phrases, excludes) in enumerate(screens)
-                       if hits[i, k] and (not excluded[i, k] or _signal_hit(text, phrases, excludes)))
+    for i in np.flatnonzero(holds.any(axis=1)).tolist():
+        out[i] = tuple(names[k] for k in np.flatnonzero(holds[i]).tolist())
     return out
 
 
