@@ -230,7 +230,7 @@ class _Outputs:
         self._stop.set()
         try:
             self._wait()
-        except BaseException:  # noqa: BLE001 — the run's own failure is the one to report
+        except BaseException:  # the run's own failure is the one to report, not the write's
             pass
         finally:
             self._shutdown()
