@@ -301,7 +301,10 @@ def test_a_failed_write_is_raised_in_the_run_and_a_failed_run_stops_the_writer(t
     files["big.csv"] = endless()
     assert going.wait(10)
     files.abort()  # the run failed: the endless write stops at its next piece
-    assert not _writer_threads() and pieces["n"] < 10**7
+    stopped_at = pieces["n"]
+    assert not _writer_threads()
+    threading.Event().wait(0.1)
+    assert pieces["n"] == stopped_at  # and nothing is written after
 
     files = _Outputs(None)  # without staging the files are kept in memory, joined
     files["m.csv"] = iter([b"a", b"b"])
