@@ -87,16 +87,13 @@ def rank_members(frame: pd.DataFrame, labels: np.ndarray, strategies: list[str],
     return Ranked(frame, order, labels[order])
 
 
-def golden_records(ranked: Ranked | pd.DataFrame, rules: dict[str, str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def golden_records(ranked: Ranked, rules: dict[str, str]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(golden survivor rows indexed like the frame, provenance changes).
 
     ``ranked`` holds each cluster's members together, survivor first (as :func:`rank_members`
-    returns them; or a frame of the members in that order with their cluster in ``_label``), so
-    every rule but ``union`` is a numpy reduction over the cluster runs: the position of the
-    member whose value the golden record takes, per cluster.
+    returns them), so every rule but ``union`` is a numpy reduction over the cluster runs: the
+    position of the member whose value the golden record takes, per cluster.
     """
-    if isinstance(ranked, pd.DataFrame):
-        ranked = Ranked(ranked, np.arange(len(ranked)), ranked["_label"].to_numpy() if len(ranked) else np.zeros(0, dtype=np.int64))
     if not len(ranked):
         return ranked.frame.iloc[:0], concat([], CHANGE_COLUMNS)
     n = len(ranked)
