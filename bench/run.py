@@ -85,7 +85,7 @@ def one(size: int, seed: int, stages: list[str], engine: str) -> dict[str, objec
     from crmclean.engine import make_engine
     from crmclean.export.publish import Staging
     from crmclean.lifecycle import LifecycleContext, lifecycle
-    from crmclean.model import StageResult
+    from crmclean.model import PackedFrame
     from crmclean.normalize import NormalizeContext
     from crmclean.pipeline import KEPT_AFTER_DEDUPE, RunOptions, load_inputs, run
     from crmclean.procs import lean_arrow_memory
@@ -121,13 +121,15 @@ def one(size: int, seed: int, stages: list[str], engine: str) -> dict[str, objec
         del truth
         if "dedupe" in stages:
             # as a run does: dedupe takes the normalized frame over (the run keeps the stage's
-            # change log and findings, and six columns of the frame: a few MB here)
+            # change log, packed, and findings, and six columns of the frame: a few MB here)
             handoff = Handoff(norm.frame)
-            norm = StageResult(norm.frame[list(KEPT_AFTER_DEDUPE)], norm.changes, norm.findings)
+            kept = (norm.frame[list(KEPT_AFTER_DEDUPE)], PackedFrame(norm.changes), norm.findings)
+            del norm
             t = time.perf_counter()
             dd = dedupe(handoff, loaded.frame, pack, engine=eng)
             sec = time.perf_counter() - t
             out["peak_mb_dedupe"] = round(peak_mb())  # load, normalize and dedupe: before the evaluation's own memory
+            del kept  # held through dedupe, as a run holds it for the export
             truth = pd.read_csv(truth_path, dtype=str, keep_default_na=False)
             out["dedupe_s"] = round(sec, 2)
             out["candidate_pairs"] = dd.candidate_pairs

@@ -310,3 +310,19 @@ def test_a_failed_write_is_raised_in_the_run_and_a_failed_run_stops_the_writer(t
     files["m.csv"] = iter([b"a", b"b"])
     files.finish()
     assert files.files == {"m.csv": b"ab"}
+
+
+def test_a_run_writes_the_same_files_with_its_change_log_packed_in_pieces_as_unpacked(monkeypatch):
+    """normalize's change log is held packed and read back a piece at a time: changes.csv, the
+    summary's counts per rule and the report's first examples of each rule must be those of the
+    log held as one frame, wherever the pieces are cut."""
+    import crmclean.model
+    import crmclean.pipeline
+
+    names = ["hubspot_contacts.csv", "pipedrive_persons.csv"]
+    monkeypatch.setattr(crmclean.model, "PACK_ROWS", 7)
+    packed = _run(names, "salesforce")
+    monkeypatch.setattr(crmclean.pipeline, "PackedFrame", lambda frame: frame)
+    whole = _run(names, "salesforce")
+    assert whole.summary["changes"] > 1000 and len(whole.summary["changes_by_rule"]) > 10
+    assert packed.files == whole.files

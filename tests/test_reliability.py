@@ -714,3 +714,29 @@ def test_release_memory_returns_freed_heap_to_the_system() -> None:
     release_memory()
     assert rss_mb() < before - 100, (before, rss_mb())
     assert len(keep) == 250
+
+
+@given(st.lists(st.tuples(_CSV_TEXT, _CSV_TEXT), max_size=12), st.integers(1, 5), st.sampled_from(["str", "category"]))
+@settings(max_examples=200, deadline=None)
+def test_a_packed_frame_gives_back_its_rows_and_dtypes_and_is_written_as_the_frame(rows, piece_rows, kind):
+    """A packed frame's pieces are the frame cut every ``rows`` rows, with its dtypes; written with
+    other frames (its cells escaped or not) it gives the bytes of the frames' concatenation."""
+    import pandas as pd
+
+    from crmclean.export.safe import escape_frame, frame_csv_pieces, frames_csv_pieces
+    from crmclean.model import STR, PackedFrame, concat
+
+    frame = pd.DataFrame(rows, columns=["a", "b"], dtype=object).astype(STR if kind == "str" else "category")
+    packed = PackedFrame(frame, rows=piece_rows)
+    pieces = list(packed.pieces())
+    assert len(packed) == len(frame) and [len(p) for p in pieces] == [min(piece_rows, len(frame) - a) for a in range(0, len(frame), piece_rows)]
+    if len(frame):
+        pd.testing.assert_frame_equal(pd.concat(pieces, ignore_index=True), frame)
+    other = pd.DataFrame({"a": ["=1+1", "x\r"], "b": ["+14155552671", "-2"]}, dtype=object)
+    columns = ("a", "b")
+    for escaped in (False, True):
+        parts = [packed, other, packed]
+        got = frames_csv_pieces(parts, columns, escape_cells=escaped)
+        parts.clear()  # the frames are taken when it is called, not when the file is read
+        want = [escape_frame(f)[0] if escaped else f for f in (frame, other, frame)]
+        assert b"".join(got) == b"".join(frame_csv_pieces(concat(want, columns)))

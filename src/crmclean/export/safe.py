@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pandas.api.types import infer_dtype
 
-from crmclean.model import arrow_text, concat, replace_text
+from crmclean.model import PackedFrame, arrow_text, concat, frame_pieces, replace_text
 
 TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 _PLAIN_DATA = re.compile(r"^(?:\+\d{6,15}(?:;ext=\d{1,10})?|[+-]?\d+(?:[.,]\d+)?)$")
@@ -229,27 +229,41 @@ def frame_csv_pieces(frame: pd.DataFrame, *, encoding: str = "utf-8", line_endin
     yield _csv(list(frame.columns), lambda: zip(*columns, strict=True) if columns else iter(()), len(frame), encoding, line_ending)
 
 
-def frames_csv_pieces(frames: Sequence[pd.DataFrame], columns: Sequence[str]) -> Iterator[bytes]:
+def frames_csv_pieces(frames: Sequence[pd.DataFrame | PackedFrame], columns: Sequence[str], escape_cells: bool = False) -> Iterator[bytes]:
     """The frames' ``columns``, one frame after the other, as one UTF-8 CSV: byte for byte what
     :func:`frame_csv_pieces` writes for their concatenation, without making it (a change log of
-    5.6M rows at a million records took ~700 MB and 7 s to concatenate). Frames the Arrow path
-    cannot take (a missing cell, a missing column) are concatenated and written as before."""
-    header = [str(c) for c in columns]
-    frames = [f for f in frames if len(f)]
-    whole = all(c in f for f in frames for c in columns)
-    selected = [f[list(columns)] for f in frames] if whole else []
-    has_cr = _holds_cr(selected, header) if frames and header and whole else None
+    5.6M rows at a million records took ~700 MB and 7 s to concatenate). A packed frame is read
+    a piece at a time. With ``escape_cells`` every cell is escaped (:func:`escape_frame`) as its
+    piece is written. Frames the Arrow path cannot take (a missing cell, a missing column) are
+    concatenated and written as before. The frames are taken when it is called; the file is made
+    as it is read."""
+    return _frames_csv([f for f in frames if len(f)], [str(c) for c in columns], escape_cells)
+
+
+def _frames_csv(frames: list[pd.DataFrame | PackedFrame], columns: list[str], escape_cells: bool) -> Iterator[bytes]:
+    header = columns
+    whole = all(c in f.columns for f in frames for c in columns)
+
+    def selected() -> Iterator[pd.DataFrame]:
+        for f in frames:
+            for piece in frame_pieces(f):
+                yield piece[list(columns)]
+
+    # the quoting is decided on the cells as they are: escaping puts a quote before a cell, which
+    # never adds or removes a CR
+    has_cr = _holds_cr(selected(), header) if frames and header and whole else None
     if has_cr is not None:
-        for k, f in enumerate(selected):
-            pieces = _arrow_csv(f, header, "\n", has_cr)
+        for k, f in enumerate(selected()):
+            pieces = _arrow_csv(escape_frame(f)[0] if escape_cells else f, header, "\n", has_cr)
             if k:
                 next(pieces)  # the header, written once
             yield from pieces
         return
-    yield from frame_csv_pieces(concat(frames, tuple(columns)))
+    parts = [piece for f in frames for piece in frame_pieces(f)]
+    yield from frame_csv_pieces(concat([escape_frame(p)[0] for p in parts] if escape_cells else parts, tuple(columns)))
 
 
-def _holds_cr(frames: Sequence[pd.DataFrame], header: list[str]) -> bool | None:
+def _holds_cr(frames: Iterable[pd.DataFrame], header: list[str]) -> bool | None:
     """Whether the header or any cell of the frames holds a CR — it decides the quoting of the
     whole file (:func:`_arrow_csv`). The columns are read one at a time (a column of Python
     strings is taken into Arrow for it, then dropped). None when a cell is missing or not text:
