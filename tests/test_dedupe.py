@@ -295,9 +295,8 @@ def test_accounts_merge_and_contacts_are_repointed():
     assert res.frame.set_index("record_id").loc["C1", "account_ref"] == "A2"
 
 
-def test_accuracy_on_the_labelled_generator():
-    """A small version of the benchmark: precision and recall on labelled synthetic data."""
-    from bench.evaluate import dedupe_accuracy
+def _generated(size: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame, object]:
+    """(normalized frame, loaded frame, generated data) of a small labelled export."""
     from bench.synth import generate, rows_for
 
     from crmclean.io.mapping import map_headers, to_canonical
@@ -305,7 +304,7 @@ def test_accuracy_on_the_labelled_generator():
     from crmclean.normalize import NormalizeContext, SourceInfo, normalize
     from crmclean.pipeline import assign_record_ids
 
-    data = generate(1500, seed=99)
+    data = generate(size, seed=seed)
     headers, rows = rows_for(data, "hubspot")
     table = RawTable("g.csv", "g.csv", "", headers, pd.DataFrame(rows, columns=headers, dtype=object), np.arange(2, len(rows) + 2))
     mapping = map_headers(headers)
@@ -313,10 +312,49 @@ def test_accuracy_on_the_labelled_generator():
     frame.insert(0, "_row", np.arange(len(frame)))
     frame["record_id"] = assign_record_ids(frame)
     norm = normalize(frame, PACK, NormalizeContext({"g.csv": SourceInfo.from_pack(mapping.pack)})).frame
+    return norm, frame, data
+
+
+def test_accuracy_on_the_labelled_generator():
+    """A small version of the benchmark: precision and recall on labelled synthetic data."""
+    from bench.evaluate import dedupe_accuracy
+
+    norm, frame, data = _generated(1500, seed=99)
     res = dedupe(norm, frame, PACK)
-    truth = pd.DataFrame([{"record_id": r.rid, "entity_id": r.eid, "group": data.entities[r.eid].group} for r in data.records])
+    truth = pd.DataFrame([{"record_id": r.rid, "entity_id": r.eid, "group": data.entities[r.eid].group} for r in data.records])  # type: ignore[attr-defined]
     acc = dedupe_accuracy(res.clusters, truth)
     assert acc["precision"] >= 0.995 and acc["recall"] >= 0.93, acc
+
+
+def test_pairs_scored_in_chunks_with_decisions_equal_one_chunk(monkeypatch: pytest.MonkeyPatch, write) -> None:
+    """The pairs are scored, guarded and decided a chunk at a time: the result must not depend on
+    where the chunks are cut — with review decisions on pairs in different chunks (a kept merge,
+    merged reviews, a pair decided twice whose last decision wins, a merge of a pair blocking did
+    not make) — and the decisions must hold."""
+    import crmclean.dedupe
+
+    norm, frame, _ = _generated(600, seed=7)
+    first = dedupe(norm, frame, PACK)
+    mm, review = first.merge_map, first.review
+    assert len(mm) >= 3 and len(review) >= 4
+    keep = list(zip(mm["loser_id"][:3], mm["survivor_id"][:3], strict=True))
+    merge = list(zip(review["left_id"][:3], review["right_id"][:3], strict=True))
+    twice = (review["left_id"][3], review["right_id"][3])
+    ids = frame["record_id"].tolist()
+    unblocked = (ids[0], ids[-1])
+    lines = ["left_id,right_id,decision", *(f"{a},{b},keep" for a, b in keep), *(f"{a},{b},merge" for a, b in merge),
+             f"{twice[0]},{twice[1]},merge", f"{twice[0]},{twice[1]},keep", f"{unblocked[0]},{unblocked[1]},merge"]
+    decisions = read_decisions(write("d.csv", "\n".join(lines) + "\n"))
+    whole = dedupe(norm, frame, PACK, decisions)
+    monkeypatch.setattr(crmclean.dedupe, "SCORE_CHUNK", 37)
+    chunked = dedupe(norm, frame, PACK, decisions)
+    for name in ("clusters", "merge_map", "review", "losers", "changes"):
+        pd.testing.assert_frame_equal(getattr(chunked, name), getattr(whole, name), obj=name)
+    cluster = whole.clusters.set_index("record_id")["cluster_id"]
+    assert all(cluster[a] != cluster[b] for a, b in [*keep, twice])
+    assert all(cluster[a] == cluster[b] for a, b in [*merge, unblocked])
+    decided = {frozenset(p) for p in [*keep, *merge, twice, unblocked]}
+    assert not any(frozenset(p) in decided for p in zip(whole.review["left_id"], whole.review["right_id"], strict=True))
 
 
 def test_budget_tightens_the_block_limit_to_fit_or_refuses() -> None:

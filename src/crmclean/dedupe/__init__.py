@@ -28,7 +28,16 @@ from crmclean.dedupe.blocking import (
     reopened,
 )
 from crmclean.dedupe.cluster import cluster_ids, resolve
-from crmclean.dedupe.compare import Comparison, compare, first_level, names_conflict, on_pairs, take
+from crmclean.dedupe.compare import (
+    Comparison,
+    compare,
+    cut,
+    first_level,
+    gather_comparisons,
+    names_conflict,
+    on_pairs,
+    take,
+)
 from crmclean.dedupe.features import FEATURE_INPUTS, build_features, coded, drop_codes
 from crmclean.dedupe.nicknames import known_names
 from crmclean.dedupe.score import (
@@ -370,7 +379,6 @@ def _judge(feats: pd.DataFrame, ids: np.ndarray, settings: dict[str, object], de
     if compared is not None and hot is not None:
         again = _within(left * n + right, compared) & ~hot[left] & ~hot[right]
         left, right = left[~again], right[~again]
-    generated = len(left)  # the pairs this pass judges (a decision may add more below)
 
     if focus is None:
         cmp = engine.compare(feats, left, right)
@@ -382,65 +390,89 @@ def _judge(feats: pd.DataFrame, ids: np.ndarray, settings: dict[str, object], de
         m, lam = estimate_m(cmp, u)
         model = Model(m=m, u=u, prior_match=min(max(lam, 1e-6), 0.5))
     release_memory()  # the comparison's chunks
-    prob, weight = match_probability(feats, left, right, cmp, model)
-    ok, why = guard(cmp)
-    is_account = obj[left] == "account"
-    if is_account.any():
-        lv = cmp.levels
-        acc_ok = ((lv["company"] == 3) | ((lv["company"] == 2) & (lv["address"] == 3))) & (
-            (lv["address"] == 3) | (lv["phone"] >= 1) | (lv["email"] == 3))
-        ok = np.where(is_account, acc_ok, ok)
-        # accounts have no person names: plausibility for review comes from the company name
-        acc_review = is_account & (lv["company"] >= 2)
-        why = np.where(is_account & ~acc_ok, "ACCOUNT_EVIDENCE_WEAK", np.where(is_account, "", why))
     thresholds = settings["thresholds"]
     auto_t, review_t = float(thresholds["auto_merge"]), float(thresholds["review"])  # type: ignore[index]
-    auto = (prob >= auto_t) & ok
-    plausible = reviewable(cmp, why)
-    if is_account.any():
-        plausible = np.where(is_account, acc_review, plausible)
-    review = (prob >= review_t) & ~auto & plausible
 
-    # human decisions from an earlier review: must-link / cannot-link
+    # human decisions from an earlier review: must-link / cannot-link. A decision on a pair in the
+    # list sets whether it merges (the last decision on a pair wins); a merge of a pair blocking
+    # did not make is added to the list
     cannot: set[tuple[int, int]] = set()
+    decided_at, decided_merge = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool)
+    extra_l: list[int] = []
+    extra_r: list[int] = []
     if decisions is not None and len(decisions):
         pos = {rid: i for i, rid in enumerate(ids)}
-        extra_l, extra_r = [], []
-        key = {(int(a), int(b)): k for k, (a, b) in enumerate(zip(left.tolist(), right.tolist(), strict=True))}
+        wanted: list[tuple[int, int, str]] = []  # (first, second record, decision), in the file's order
         for a_id, b_id, d in zip(decisions["left_id"], decisions["right_id"], decisions["decision"], strict=True):
-            if a_id not in pos or b_id not in pos:
-                continue
-            a, b = sorted((pos[a_id], pos[b_id]))
-            k = key.get((a, b))
+            if a_id in pos and b_id in pos:
+                a, b = sorted((pos[a_id], pos[b_id]))
+                wanted.append((a, b, d))
+        at = _positions(left, right, n, np.array([a * n + b for a, b, _ in wanted], dtype=np.int64))
+        decided: dict[int, bool] = {}
+        for (a, b, d), k in zip(wanted, at.tolist(), strict=True):
             if d == "keep":
                 cannot.add((a, b))
-                if k is not None:
-                    auto[k] = False
-                    review[k] = False
-            elif k is not None:
-                auto[k], review[k] = True, False
+                if k >= 0:
+                    decided[k] = False
+            elif k >= 0:
+                decided[k] = True
             else:
                 extra_l.append(a)
                 extra_r.append(b)
-        if extra_l:
-            el, er = np.array(extra_l, dtype=np.int64), np.array(extra_r, dtype=np.int64)
-            left, right = np.concatenate([left, el]), np.concatenate([right, er])
-            prob, weight = np.concatenate([prob, np.ones(len(el))]), np.concatenate([weight, np.full(len(el), np.inf)])
-            auto, review = np.concatenate([auto, np.ones(len(el), dtype=bool)]), np.concatenate([review, np.zeros(len(el), dtype=bool)])
-            why = np.concatenate([why, np.full(len(el), "DECISION_MERGE", dtype=object)])
-            cmp = compare(feats, left, right)
+        decided_at = np.array(sorted(decided), dtype=np.int64)
+        decided_merge = np.array([decided[k] for k in decided_at.tolist()], dtype=bool)
+
+    # score, guard and decide the pairs a chunk at a time, keeping only those that merge or go to
+    # review: the per-pair scores, reasons and flags of every pair at once were ~80 bytes a pair
+    # with the comparison (~1.5 GB at a million records)
+    kept: list[tuple[np.ndarray, ...]] = []
+    for a in range(0, len(left), SCORE_CHUNK):
+        b = min(a + SCORE_CHUNK, len(left))
+        part = cut(cmp, a, b)
+        prob, weight = match_probability(feats, left[a:b], right[a:b], part, model)
+        ok, why = guard(part)
+        is_account = obj[left[a:b]] == "account"
+        if is_account.any():
+            lv = part.levels
+            acc_ok = ((lv["company"] == 3) | ((lv["company"] == 2) & (lv["address"] == 3))) & (
+                (lv["address"] == 3) | (lv["phone"] >= 1) | (lv["email"] == 3))
+            ok = np.where(is_account, acc_ok, ok)
+            # accounts have no person names: plausibility for review comes from the company name
+            acc_review = is_account & (lv["company"] >= 2)
+            why = np.where(is_account & ~acc_ok, "ACCOUNT_EVIDENCE_WEAK", np.where(is_account, "", why))
+        auto = (prob >= auto_t) & ok
+        plausible = reviewable(part, why)
+        if is_account.any():
+            plausible = np.where(is_account, acc_review, plausible)
+        review = (prob >= review_t) & ~auto & plausible
+        lo, hi = np.searchsorted(decided_at, [a, b])
+        if hi > lo:
+            auto[decided_at[lo:hi] - a] = decided_merge[lo:hi]
+            review[decided_at[lo:hi] - a] = False
+        sel = np.flatnonzero(auto | review)
+        kept.append((sel + a, prob[sel], weight[sel], why[sel], auto[sel], review[sel]))
+        del part, prob, weight, ok, why, is_account, auto, plausible, review
     # every pair this pass generated is now judged with the records' present values — here, or by
     # an earlier pass when neither record has changed since (the model is the same): a later pass
     # does not compare those again
-    judged_keys = left[:generated] * n + right[:generated]
-    # from here on only the pairs that merge or go to review are looked at: theirs are kept and
-    # the rest let go (~80 bytes a pair with the comparison: ~1.5 GB at a million records)
-    candidates = len(left)
-    maybe = np.flatnonzero(auto | review)
-    left, right, prob, weight, why, auto, review = (a[maybe] for a in (left, right, prob, weight, why, auto, review))
+    judged_keys = left * n + right
+    candidates = len(left) + len(extra_l)
+    maybe = np.concatenate([k[0] for k in kept]) if kept else np.zeros(0, dtype=np.int64)
+    prob, weight = (np.concatenate([k[i] for k in kept]) if kept else np.zeros(0) for i in (1, 2))
+    why = np.concatenate([k[3] for k in kept]) if kept else np.zeros(0, dtype=object)
+    auto, review = (np.concatenate([k[i] for k in kept]) if kept else np.zeros(0, dtype=bool) for i in (4, 5))
+    del kept
+    left, right = left[maybe], right[maybe]
     cmp = take(cmp, maybe)
-    del maybe, is_account, ok, plausible
+    del maybe
     release_memory()
+    if extra_l:  # decided merges blocking did not make: compared here, merged whatever their score
+        el, er = np.array(extra_l, dtype=np.int64), np.array(extra_r, dtype=np.int64)
+        cmp = gather_comparisons([cmp, compare(feats, el, er)], len(left) + len(el))
+        left, right = np.concatenate([left, el]), np.concatenate([right, er])
+        prob, weight = np.concatenate([prob, np.ones(len(el))]), np.concatenate([weight, np.full(len(el), np.inf)])
+        auto, review = np.concatenate([auto, np.ones(len(el), dtype=bool)]), np.concatenate([review, np.zeros(len(el), dtype=bool)])
+        why = np.concatenate([why, np.full(len(el), "DECISION_MERGE", dtype=object)])
     if compared is not None and hot is not None:
         judged_keys = sorted_unique(np.concatenate([compared[~(hot[compared // n] | hot[compared % n])], judged_keys]))
     elif len(judged_keys) > 1 and not bool(np.all(judged_keys[1:] > judged_keys[:-1])):  # blocking gives them sorted and distinct
@@ -520,7 +552,18 @@ def _judge(feats: pd.DataFrame, ids: np.ndarray, settings: dict[str, object], de
                    max_block=blocks.max_block, oversized=blocks.oversized, compared=judged_keys)
 
 
+SCORE_CHUNK = 2_000_000  # pairs scored and guarded at a time
 MANY_NAME_PAIRS = 256  # from this many, the chain guard's first-name test runs on distinct name pairs at once
+
+
+def _positions(left: np.ndarray, right: np.ndarray, n: int, keys: np.ndarray) -> np.ndarray:
+    """The position in the pair list of each pair ``a * n + b`` in ``keys``; -1 when it is not
+    there (the list's pairs are distinct)."""
+    listed = left * n + right
+    order = np.argsort(listed, kind="stable")
+    at = np.minimum(np.searchsorted(listed, keys, sorter=order), max(len(listed) - 1, 0))
+    found = order[at] if len(listed) else np.zeros(len(keys), dtype=np.int64)
+    return np.where((listed[found] == keys) if len(listed) else np.zeros(len(keys), dtype=bool), found, -1)
 
 
 def _within(values: np.ndarray, pool: np.ndarray) -> np.ndarray:

@@ -93,6 +93,12 @@ def put(out: Comparison, part: Comparison, at: int) -> None:
             getattr(out, f.name)[at:at + size] = getattr(part, f.name)
 
 
+def cut(cmp: Comparison, start: int, stop: int) -> Comparison:
+    """The comparison of pairs ``start`` to ``stop`` (views, not copies)."""
+    arrays = [f.name for f in fields(Comparison) if f.name != "levels"]
+    return Comparison(levels={c: lv[start:stop] for c, lv in cmp.levels.items()}, **{name: getattr(cmp, name)[start:stop] for name in arrays})
+
+
 def take(cmp: Comparison, at: np.ndarray) -> Comparison:
     """The comparison of the pairs at ``at`` (positions in the pair list)."""
     arrays = [f.name for f in fields(Comparison) if f.name != "levels"]
