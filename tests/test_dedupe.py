@@ -357,6 +357,22 @@ def test_pairs_scored_in_chunks_with_decisions_equal_one_chunk(monkeypatch: pyte
     assert not any(frozenset(p) in decided for p in zip(whole.review["left_id"], whole.review["right_id"], strict=True))
 
 
+def test_a_later_pass_compares_on_its_records_or_on_all_alike(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A later pass compares its pairs on a copy of the features of the records they touch, or on
+    all records' features when those are most of them: levels depend on the pair alone, so the
+    result is the same either way."""
+    import crmclean.dedupe
+
+    norm, frame, _ = _generated(600, seed=11)
+    monkeypatch.setattr(crmclean.dedupe, "FOCUS_COPY_SHARE", 1.0)  # always the copy
+    copied = dedupe(norm, frame, PACK)
+    monkeypatch.setattr(crmclean.dedupe, "FOCUS_COPY_SHARE", 0.0)  # always all records
+    whole = dedupe(norm, frame, PACK)
+    assert len(whole.merge_map) > 50
+    for name in ("clusters", "merge_map", "review", "losers", "changes"):
+        pd.testing.assert_frame_equal(whole.__dict__[name], copied.__dict__[name], obj=name)
+
+
 def test_budget_tightens_the_block_limit_to_fit_or_refuses() -> None:
     from crmclean.dedupe import fit_budget
     from crmclean.dedupe.blocking import block_sizes, fit_block_size, planned_pairs

@@ -384,7 +384,11 @@ def _judge(feats: pd.DataFrame, ids: np.ndarray, settings: dict[str, object], de
         cmp = engine.compare(feats, left, right)
     else:  # a later pass touches few records: compare on just those (levels depend on the pair alone)
         rows = sorted_unique(np.concatenate([left, right]))
-        cmp = engine.compare(feats.iloc[rows].reset_index(drop=True), np.searchsorted(rows, left), np.searchsorted(rows, right))
+        if len(rows) > FOCUS_COPY_SHARE * n:  # most of them: a copy of their features would cost more than it saves
+            cmp = engine.compare(feats, left, right)
+        else:
+            cmp = engine.compare(feats.iloc[rows].reset_index(drop=True), np.searchsorted(rows, left), np.searchsorted(rows, right))
+        del rows
     if model is None:
         u = estimate_u(feats)
         m, lam = estimate_m(cmp, u)
@@ -553,6 +557,7 @@ def _judge(feats: pd.DataFrame, ids: np.ndarray, settings: dict[str, object], de
 
 
 SCORE_CHUNK = 2_000_000  # pairs scored and guarded at a time
+FOCUS_COPY_SHARE = 0.5  # a later pass compares on a copy of its records' features when they are at most this share of all
 MANY_NAME_PAIRS = 256  # from this many, the chain guard's first-name test runs on distinct name pairs at once
 
 
