@@ -135,8 +135,13 @@ class PackedFrame:
     def __init__(self, frame: pd.DataFrame, rows: int | None = None) -> None:
         table = pa.Table.from_pandas(frame, preserve_index=False)
         sink = pa.BufferOutputStream()
+        size = max(rows or PACK_ROWS, 1)
         with pa.ipc.new_stream(sink, table.schema, options=pa.ipc.IpcWriteOptions(compression="zstd")) as writer:
-            writer.write_table(table, max_chunksize=max(rows or PACK_ROWS, 1))
+            # pieces of ``size`` rows, whatever the frame's chunks: a change log is made of many
+            # small ones (a field of a part), and each piece costs a conversion and a pass of the
+            # export's work. A piece's chunks are joined as it is written (a piece's copy at a time)
+            for start in range(0, len(table), size):
+                writer.write_table(table.slice(start, size).combine_chunks())
         self._buffer = sink.getvalue()
         self.columns = pd.Index(frame.columns)
         self._rows = len(frame)
