@@ -491,6 +491,57 @@ def test_a_later_pass_splices_rebuilt_features_into_the_kept_ones_as_plain_objec
     assert spliced.equals(build_features(frame, shared=previous.attrs["shared"]))
 
 
+def test_a_lines_people_are_counted_in_name_order_whatever_the_order_of_the_records() -> None:
+    """Counting a shared line's people is greedy and "different people" is not transitive (J. Smith
+    is neither Jane nor John, who differ): the names are taken in text order, so the records'
+    order changes nothing."""
+    import itertools
+
+    rows = [{"first_name": first, "last_name": "Smith", "phone": "+13125550100"} for first in ("Jane", "John", "J")]
+    seen = set()
+    for order in itertools.permutations(rows):
+        f = build_features(canonical(list(order), normalized=False), min_people=2)
+        seen.add((f.attrs["shared"]["phone"], tuple(f["phone_shared"])))
+    assert seen == {(frozenset(), (False, False, False))}  # J first: neither Jane nor John is a second person beside J
+
+
+_FEATURE_TEXT = st.text(alphabet="aAbß İé -+;|@.1 5", max_size=7)
+
+
+@given(st.lists(st.fixed_dictionaries({c: _FEATURE_TEXT for c in ("first_name", "last_name", "email", "phone", "mobile", "street_1",
+                                                                   "postal_code", "city")}), min_size=1, max_size=12))
+@settings(max_examples=300, deadline=None)
+def test_features_built_on_distinct_values_equal_their_row_by_row_definitions(rows: list[dict[str, str]]) -> None:
+    """Email, phone keys, the place key, the sorted full name and the shared-contact flags are made
+    from codes, once per distinct value or pair: each equals its plain definition row by row, and
+    the shared sets equal counting each value's people in name order."""
+    from crmclean.dedupe.compare import names_conflict
+
+    frame = canonical(rows, normalized=False)
+    f = build_features(frame, frozenset({"info"}), min_people=2)
+    for i, r in enumerate(rows):
+        e = r["email"]
+        assert f["email"][i] == (e.casefold() if "@" in e and " " not in e else "")
+        for c in ("phone", "mobile"):
+            assert f[c][i] == (r[c].split(";", 1)[0] if r[c].startswith("+") else "")
+        area = f["zip5"][i] or f["city"][i]
+        assert f["place"][i] == (f"{f['street_key'][i]}|{area}" if f["street_key"][i] and area else "")
+        fn, ln = f["fn_first"][i], f["ln"][i]
+        assert f["full_sorted"][i] == (" ".join(sorted(f"{fn} {ln}".split())) if f["fn"][i] and ln else "")
+    for c in ("email", "phone", "mobile", "place"):
+        people: dict[str, list[tuple[str, str, bool]]] = {}
+        for v, fn, ln, known in sorted({(v, fn, ln, bool(k)) for v, fn, ln, k in zip(f[c], f["fn_first"], f["ln"], f["fn_known"], strict=True)
+                                        if v and fn}):
+            met = people.setdefault(v, [])
+            if len(met) < 2 and all(names_conflict(fn, ln, known, *p) for p in met):
+                met.append((fn, ln, known))
+        shared = {v for v, met in people.items() if len(met) >= 2}
+        assert f.attrs["shared"][c] == shared, c
+        flags = f[f"{c}_shared"].to_numpy(dtype=bool)
+        expected = np.array([v in shared for v in f[c]]) | (f["email_role"].to_numpy(dtype=bool) if c == "email" else False)
+        assert (flags == expected).all(), c
+
+
 @given(st.integers(2, 40), st.data())
 @settings(max_examples=200, deadline=None)
 def test_judged_pairs_are_renumbered_to_the_records_that_stay(n: int, data: st.DataObject) -> None:
