@@ -281,6 +281,17 @@ def test_decisions_are_honoured(write):
     assert len(third.merge_map) == 0 and len(third.review) == 0
 
 
+def test_records_of_different_object_types_are_never_compared() -> None:
+    """A lead and a contact of one person are two records of two objects: not merged, not
+    reviewed; two contacts of that person merge."""
+    rows = [{**BASE, "_object": "lead"}, {**BASE, "_object": "contact"}, {**BASE, "_object": "contact"}]
+    frame = canonical(rows)
+    frame["_object"] = [r["_object"] for r in rows]
+    res = dedupe(frame, frame, PACK)
+    assert list(zip(res.merge_map["loser_id"], res.merge_map["survivor_id"], strict=True)) in ([("R3", "R2")], [("R2", "R3")])
+    assert "R1" not in set(res.review["left_id"]) | set(res.review["right_id"])
+
+
 def test_accounts_merge_and_contacts_are_repointed():
     rows = [
         {"_object": "account", "record_id": "A1", "company_name": "Globex LLC", "phone": "(312) 555-0100", "street_1": "1 Plaza Dr", "postal_code": "60601", "city": "Chicago"},

@@ -372,7 +372,9 @@ def _judge(feats: pd.DataFrame, ids: np.ndarray, settings: dict[str, object], de
     release_memory()  # the per-rule key and pair arrays
     # only records of one object type are compared (a lead and a contact are not merged here)
     obj = feats["object"].to_numpy(dtype=object)
-    keep_pair = obj[left] == obj[right]
+    obj_codes = coded(feats, "object").codes  # compared as codes: 14M object pairs were ~1 s at a million records
+    keep_pair = obj_codes[left] == obj_codes[right]
+    del obj_codes
     left, right = left[keep_pair], right[keep_pair]
     # a pair an earlier pass judged, neither of whose records has changed since, is not compared
     # again (the model is the same; see judged_keys below)
