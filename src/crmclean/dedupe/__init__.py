@@ -371,10 +371,12 @@ def _judge(feats: pd.DataFrame, ids: np.ndarray, settings: dict[str, object], de
     blocks = replace(blocks, left=left[:0], right=right[:0])  # the filtered pairs below replace these (~300 MB at a million records)
     release_memory()  # the per-rule key and pair arrays
     # only records of one object type are compared (a lead and a contact are not merged here)
-    obj = feats["object"].to_numpy(dtype=object)
-    obj_codes = coded(feats, "object").codes  # compared as codes: 14M object pairs were ~1 s at a million records
-    keep_pair = obj_codes[left] == obj_codes[right]
-    del obj_codes
+    # object types as codes, and which records are accounts, per record: gathering 14M pairs'
+    # Python strings to compare them took ~1 s at a million records
+    object_c = coded(feats, "object")
+    account = (object_c.values == "account")[object_c.codes]
+    keep_pair = object_c.codes[left] == object_c.codes[right]
+    del object_c
     left, right = left[keep_pair], right[keep_pair]
     # a pair an earlier pass judged, neither of whose records has changed since, is not compared
     # again (the model is the same; see judged_keys below)
@@ -438,7 +440,7 @@ def _judge(feats: pd.DataFrame, ids: np.ndarray, settings: dict[str, object], de
         part = cut(cmp, a, b)
         prob, weight = match_probability(feats, left[a:b], right[a:b], part, model)
         ok, why = guard(part)
-        is_account = obj[left[a:b]] == "account"
+        is_account = account[left[a:b]]
         if is_account.any():
             lv = part.levels
             acc_ok = ((lv["company"] == 3) | ((lv["company"] == 2) & (lv["address"] == 3))) & (
@@ -501,7 +503,7 @@ def _judge(feats: pd.DataFrame, ids: np.ndarray, settings: dict[str, object], de
         of the pairs whose first names differ by :func:`names_conflict` (equal or missing first
         names never conflict)."""
         out = np.zeros(len(i), dtype=bool)
-        acc = obj[i] == "account"
+        acc = account[i]
         ci, cj = comp[i], comp[j]
         out[acc] = ((ci != "") & (cj != "") & (ci != cj))[acc]
         si, sj = sfx[i], sfx[j]

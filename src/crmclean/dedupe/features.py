@@ -385,39 +385,38 @@ def shared_values(f: pd.DataFrame, min_people: int = 3) -> Shared:
     from crmclean.dedupe.compare import names_conflict
 
     out = Shared()
+    # the names, and each name's code ranked as its text sorts, taken once for the four columns
+    first_c, last_c = coded(f, "fn_first", grouped=False), coded(f, "ln", grouped=False)
+    first_rank, last_rank = _ranks(first_c.values), _ranks(last_c.values)
+    first_names, last_names = f["fn_first"].to_numpy(dtype=object), f["ln"].to_numpy(dtype=object)
+    is_known = f["fn_known"].to_numpy(dtype=bool)
     for col in SHARED_COLUMNS:
         vals = f[col].to_numpy(dtype=object)
-        has = (vals != "") & (f["fn_first"].to_numpy(dtype=object) != "")
+        has = (vals != "") & (first_names != "")
         # only a value on at least min_people records can name that many people: the rest (almost
         # all) skip the de-duplication and grouping below
         value_codes = coded(f, col, grouped=False).codes
         codes = value_codes[has]
         has[has] = np.bincount(codes)[codes] >= min_people if len(codes) else np.zeros(0, dtype=bool)
         at = np.flatnonzero(has)  # one row per (value, first name, surname), the first (equal codes ⇔ equal text)
-        at = at[~pd.DataFrame({"v": value_codes[at], "fn": coded(f, "fn_first", grouped=False).codes[at],
-                                     "ln": coded(f, "ln", grouped=False).codes[at]}).duplicated().to_numpy()]
+        at = at[~pd.DataFrame({"v": value_codes[at], "fn": first_c.codes[at], "ln": last_c.codes[at]}).duplicated().to_numpy()]
         # the values on min_people different names, their rows in order of value, first name and
-        # surname (a run's order decides whom its people are counted by): sorted on codes, each
-        # name's code ranked as its text sorts
-        first_c, last_c = coded(f, "fn_first", grouped=False), coded(f, "ln", grouped=False)
+        # surname (a run's order decides whom its people are counted by): sorted on codes
         v_at = value_codes[at]
         at = at[np.bincount(v_at)[v_at] >= min_people] if len(at) else at
-        v_at = value_codes[at]
-        at = at[np.lexsort((_ranks(last_c.values)[last_c.codes[at]], _ranks(first_c.values)[first_c.codes[at]], v_at))]
+        at = at[np.lexsort((last_rank[last_c.codes[at]], first_rank[first_c.codes[at]], value_codes[at]))]
         shared = set()
         if len(at):  # runs of one value: each run's names, in order
-            v = vals[at]
             v_at = value_codes[at]
-            starts = np.flatnonzero(np.concatenate([[True], v_at[1:] != v_at[:-1]])).tolist() + [len(v)]
-            fns, lns = f["fn_first"].to_numpy(dtype=object)[at].tolist(), f["ln"].to_numpy(dtype=object)[at].tolist()
-            ks = f["fn_known"].to_numpy(dtype=bool)[at].tolist()
+            starts = np.flatnonzero(np.concatenate([[True], v_at[1:] != v_at[:-1]])).tolist() + [len(at)]
+            fns, lns, ks = first_names[at].tolist(), last_names[at].tolist(), is_known[at].tolist()
             for a, b in zip(starts[:-1], starts[1:], strict=True):
                 people: list[tuple[str, str, bool]] = []
                 for fn, ln, known in zip(fns[a:b], lns[a:b], ks[a:b], strict=True):
                     if all(names_conflict(fn, ln, bool(known), p[0], p[1], p[2]) for p in people):
                         people.append((fn, ln, bool(known)))
                         if len(people) >= min_people:
-                            shared.add(v[a])
+                            shared.add(vals[at[a]])
                             break
         out[col] = frozenset(shared)
     return out

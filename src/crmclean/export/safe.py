@@ -240,14 +240,13 @@ def frames_csv_pieces(frames: Sequence[pd.DataFrame | PackedFrame], columns: Seq
     return _frames_csv([f for f in frames if len(f)], [str(c) for c in columns], escape_cells)
 
 
-def _frames_csv(frames: list[pd.DataFrame | PackedFrame], columns: list[str], escape_cells: bool) -> Iterator[bytes]:
-    header = columns
-    whole = all(c in f.columns for f in frames for c in columns)
+def _frames_csv(frames: list[pd.DataFrame | PackedFrame], header: list[str], escape_cells: bool) -> Iterator[bytes]:
+    whole = all(c in f.columns for f in frames for c in header)
 
     def selected() -> Iterator[pd.DataFrame]:
         for f in frames:
             for piece in frame_pieces(f):
-                yield piece[list(columns)]
+                yield piece[header]
 
     # the quoting is decided on the cells as they are: escaping puts a quote before a cell, which
     # never adds or removes a CR
@@ -260,7 +259,7 @@ def _frames_csv(frames: list[pd.DataFrame | PackedFrame], columns: list[str], es
             yield from pieces
         return
     parts = [piece for f in frames for piece in frame_pieces(f)]
-    yield from frame_csv_pieces(concat([escape_frame(p)[0] for p in parts] if escape_cells else parts, tuple(columns)))
+    yield from frame_csv_pieces(concat([escape_frame(p)[0] for p in parts] if escape_cells else parts, tuple(header)))
 
 
 def _holds_cr(frames: Iterable[pd.DataFrame], header: list[str]) -> bool | None:
