@@ -52,6 +52,74 @@ def test_rows_across_chunks_keep_their_order_and_lines(write, monkeypatch):
     assert t.lines.tolist() == lines
 
 
+
+def _read_both(path):
+    """What read_csv gives with Arrow's reader allowed, and with the csv module alone."""
+    def outcome():
+        try:
+            t = read_csv(path)
+        except InputError as exc:
+            return ("error", exc.code, str(exc))
+        return (t.headers, t.frame.to_dict("list"), t.lines.tolist(), [(w.code, w.message) for w in t.warnings], t.rejects, t.blank_lines,
+                (t.frame.dtypes == STR).all())
+    fast = outcome()
+    old = csvread._fast_rows
+    csvread._fast_rows = lambda *a: None
+    try:
+        return fast, outcome()
+    finally:
+        csvread._fast_rows = old
+
+
+_CELL = st.one_of(
+    st.text(alphabet="ab é,;\"\r\n\x00", max_size=5).map(lambda v: '"' + v.replace('"', '""') + '"'),  # quoted
+    st.text(alphabet="ab é,;\"\r\n\x00", max_size=5),  # anything, broken quoting too
+    st.text(alphabet="ab é", max_size=5),
+)
+
+
+@st.composite
+def _csv_texts(draw):
+    width = draw(st.integers(1, 4))
+    lines = []
+    for _ in range(draw(st.integers(1, 7))):
+        kind = draw(st.sampled_from(["row"] * 6 + ["blank", "short", "long"]))
+        n = 0 if kind == "blank" else max(1, width + {"row": 0, "short": -1, "long": 1}[kind])
+        lines.append(",".join(draw(st.lists(_CELL, min_size=n, max_size=n))))
+    end = draw(st.sampled_from(["\n", "\r\n"]))
+    return draw(st.sampled_from(["", "\ufeff"])) + end.join(lines) + draw(st.sampled_from(["", end]))
+
+
+@settings(max_examples=500, deadline=None)
+@given(_csv_texts())
+def test_arrow_reader_reads_what_the_csv_module_reads(text):
+    # Arrow's reader takes the files it reads exactly as the csv module does, and hands every
+    # other one (quoted line breaks, stray quotes, CRs, NULs, rows of another width) to it
+    import tempfile
+    from pathlib import Path
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "x.csv"
+        path.write_bytes(text.encode("utf-8"))
+        fast, slow = _read_both(path)
+    assert fast == slow
+
+
+@pytest.mark.parametrize(
+    ("text", "arrow"),
+    [("a,b\n1,2\n", True), ('a,b\r\n\r\n"x, ""y""",2\r\n', True), ("\ufeff\n\na;b\n1;\n\n2;3", True),
+     ('a,b\n1,"2\n3"\n', False), ('a,b\n1,"2"x\n', False), ('a,b\n1,2"\n', False), ("a,b\n1,2\r3,4\n", False),
+     ("a,b\n1,2,3\n", False), ("a,b\n1,\x00\n", False), ('a\n1\n""\n2\n', False)],
+)
+def test_arrow_reader_takes_plain_files_and_only_them(write, monkeypatch, text, arrow):
+    fast, slow = _read_both(write("p.csv", text))
+    assert fast == slow
+    monkeypatch.setattr(csvread, "_csv_rows", lambda *a: pytest.fail("read by the csv module"))
+    if arrow:
+        read_csv(write("p.csv", text))
+    else:
+        with pytest.raises(pytest.fail.Exception):
+            read_csv(write("p.csv", text))
+
 @pytest.mark.parametrize(
     ("data", "encoding", "expected"),
     [

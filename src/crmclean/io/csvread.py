@@ -13,13 +13,16 @@ import codecs
 import csv
 import hashlib
 import io
+import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 
 from crmclean.errors import InputError, Problem
 from crmclean.io.table import RawTable, Reject
@@ -29,6 +32,7 @@ CANDIDATE_DELIMITERS = (",", ";", "\t", "|")
 DEFAULT_MAX_FIELD = 1024 * 1024
 CHUNK_ROWS = 10_000  # rows held as Python lists before they move into Arrow columns
 BLOCK_CHARS = 1 << 23  # characters of text per StringIO
+FAST_BLOCK_BYTES = 1 << 23  # bytes per block of Arrow's CSV reader (and chunk of the columns it makes)
 
 
 def _lines(text: str) -> Iterator[str]:
@@ -65,13 +69,76 @@ class _Columns:
             self.chunks.append([pa.array(col, type=pa.string()) for col in zip(*self.rows, strict=True)])
             self.rows = []
 
-    def frame(self, headers: list[str]) -> pd.DataFrame:
+    def columns(self, width: int) -> list[pa.ChunkedArray]:
         self.flush()
-        data = {}
-        for i, h in enumerate(headers):
-            column = pa.chunked_array([c[i] for c in self.chunks], type=pa.string())
-            data[h] = pd.Series(pd.array(column, dtype=STR), copy=False)
-        return pd.DataFrame(data)
+        return [pa.chunked_array([c[i] for c in self.chunks], type=pa.string()) for i in range(width)]
+
+
+@dataclass
+class _Parsed:
+    """The records of a file: its header row, one Arrow text column per header, each record's
+    physical start line, and what was not read as a record."""
+
+    header: list[str] | None
+    columns: list[pa.ChunkedArray]
+    starts: np.ndarray
+    blank: int = 0
+    header_line: int = 1
+    rejects: list[Reject] = field(default_factory=list)
+    trailing_empty: int = 0
+
+
+def _simple_field(delimiter: str) -> str:
+    """RE2 for one field of a line every CSV parser reads alike: quoted (``""`` inside, no CR or
+    LF), or unquoted without any quote, delimiter, CR or LF."""
+    d = re.escape(delimiter)
+    return f'(?:"(?:[^"\\r\\n]|"")*"|[^"{d}\\r\\n]*)'
+
+
+def _fast_rows(data: memoryview, delimiter: str, max_field: int) -> _Parsed | None:
+    """The records of UTF-8 text parsed by Arrow's multi-threaded CSV reader, when that gives
+    exactly what the ``csv`` module path gives: every line (``\\n``-ended, an optional ``\\r``
+    before it) is blank or a run of simple fields (:func:`_simple_field`), none a lone ``""``,
+    none longer than the field limit, no NUL, and every record has the header's width. Then a
+    record is one line, so its start line is its line's number. None for any other text: the
+    ``csv`` module reads it, with its rejects and errors."""
+    size = len(data)
+    raw = np.frombuffer(data, dtype=np.uint8)
+    if not size or (raw == 0).any():
+        return None
+    ends = np.flatnonzero(raw == 10) + 1
+    if not len(ends) or ends[-1] != size:
+        ends = np.append(ends, size)
+    bounds = np.concatenate(([0], ends)).astype(np.int64)
+    if int(np.diff(bounds).max()) > max_field:
+        return None
+    buffer = pa.py_buffer(data)
+    lines = pa.LargeStringArray.from_buffers(len(ends), pa.py_buffer(bounds), buffer)
+    cell = _simple_field(delimiter)
+    if not pc.all(pc.match_substring_regex(lines, f"^(?:{cell}{re.escape(delimiter)})*{cell}\\r?\\n?$")).as_py():
+        return None
+    if pc.any(pc.match_substring_regex(lines, r'^""\r?\n?$')).as_py():  # read as a blank line by csv
+        return None
+    blank = pc.match_substring_regex(lines, r"^\r?\n?$").to_numpy(zero_copy_only=False)
+    numbers = np.flatnonzero(~blank) + 1
+    if not len(numbers):
+        return None
+    header = next(csv.reader([lines[int(numbers[0]) - 1].as_py()], delimiter=delimiter))
+    names = [f"c{i}" for i in range(len(header))]
+    try:
+        table = pacsv.read_csv(
+            pa.BufferReader(buffer),
+            read_options=pacsv.ReadOptions(column_names=names, block_size=FAST_BLOCK_BYTES),
+            parse_options=pacsv.ParseOptions(delimiter=delimiter, quote_char='"', double_quote=True, escape_char=False,
+                                             newlines_in_values=False, ignore_empty_lines=True),
+            convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(names, pa.string()), strings_can_be_null=False,
+                                                 quoted_strings_can_be_null=False, check_utf8=False))
+    except pa.ArrowInvalid:  # a record of another width: the csv path rejects it with its line
+        return None
+    if table.num_rows != len(numbers):
+        return None
+    columns = [table.column(i).slice(1) for i in range(len(names))]
+    return _Parsed(header, columns, numbers[1:].astype(np.int64), int(blank.sum()), int(numbers[0]))
 
 
 # UTF-16 is trusted only with a BOM: detectors "find" it in short single-byte files.
@@ -215,7 +282,9 @@ def read_csv(path: str | Path, options: CsvOptions | None = None, display: str |
         raise InputError("E-ENCODING", f"byte at line {line}, col {col} is not valid {encoding}", location=display, hint="rerun with the right --encoding") from None
     except LookupError:
         raise InputError("E-ENCODING-UNKNOWN", f"unknown encoding '{encoding}'", location=display, hint="use e.g. utf-8 or cp1252") from None
-    del data  # the text holds it now (the hash is taken)
+    # UTF-8 bytes go to Arrow's reader as they are (less any BOM); other text is read from the str
+    body = (memoryview(data)[len(codecs.BOM_UTF8):] if data.startswith(codecs.BOM_UTF8) else memoryview(data)) if codecs.lookup(encoding).name in ("utf-8", "utf-8-sig") else None
+    del data  # the text (and the view) hold it now; the hash is taken
     if text.startswith("\ufeff"):
         text = text[1:]
     sample_head = text[:200_000]
@@ -227,6 +296,49 @@ def read_csv(path: str | Path, options: CsvOptions | None = None, display: str |
         raise InputError("E-USAGE-DELIMITER", "--delimiter must be one character", location=display, hint="e.g. --delimiter ';'")
 
     csv.field_size_limit(max(options.max_field_size, 1024))
+    parsed = _fast_rows(body, delimiter, max(options.max_field_size, 1024)) if body is not None else None
+    del body
+    if parsed is None:
+        parsed = _csv_rows(text, delimiter, display, options.max_field_size)
+    del text
+    header, rejects, blank, header_line = parsed.header, parsed.rejects, parsed.blank, parsed.header_line
+    if header is None:
+        raise InputError("E-CSV-EMPTY", "file has no header row", location=display, hint="export the data again with column headers")
+    headers, hdr_warnings = _unique_headers(header, display)
+    warnings.extend(hdr_warnings)
+    if len(headers) == 1 and delimiter == "," and not options.delimiter:
+        warnings.append(Problem("W-CSV-ONE-COLUMN", display, "only one column found", "pass --delimiter if the file uses another separator"))
+    if parsed.trailing_empty:
+        warnings.append(Problem("W-CSV-TRAILING", display, f"{parsed.trailing_empty} row(s) end with extra empty fields; the empty fields were ignored", ""))
+    if blank:
+        warnings.append(Problem("W-CSV-BLANK-LINES", display, f"{blank} blank line(s) skipped (not records)", ""))
+    if rejects:
+        warnings.append(Problem("W-CSV-REJECTS", display, f"{len(rejects)} row(s) rejected (see rejects.csv)", "fix the rows in the export and rerun"))
+    if not len(parsed.starts):
+        warnings.append(Problem("W-CSV-NO-ROWS", display, "the file has a header but no data rows", ""))
+    if header_line != 1:
+        warnings.append(Problem("W-CSV-HEADER-LINE", display, f"header found on line {header_line}", ""))
+
+    frame = pd.DataFrame({h: pd.Series(pd.array(column, dtype=STR), copy=False) for h, column in zip(headers, parsed.columns, strict=True)})
+    return RawTable(
+        path=str(path),
+        display=display,
+        sha256=sha,
+        headers=headers,
+        frame=frame,
+        lines=parsed.starts,
+        rejects=rejects,
+        warnings=warnings,
+        encoding=codecs.lookup(encoding).name,
+        delimiter=delimiter,
+        blank_lines=blank,
+    )
+
+
+def _csv_rows(text: str, delimiter: str, display: str, max_field_size: int) -> _Parsed:
+    """The records as the stdlib ``csv`` module reads them (strict): any text, with rows of
+    another width, NUL bytes and blank lines kept apart by line; raises InputError for an
+    unclosed quote or an oversize field."""
     reader = csv.reader(_lines(text), delimiter=delimiter, strict=True)
     rows = _Columns()
     starts: list[int] = []
@@ -267,45 +379,14 @@ def read_csv(path: str | Path, options: CsvOptions | None = None, display: str |
         start = prev_end + 1
         msg = str(exc)
         if "field larger than field limit" in msg:
-            raise InputError("E-CSV-FIELD-SIZE", f"a field in the record starting at line {start} exceeds {options.max_field_size:,} characters", location=f"{display}:{start}",
+            raise InputError("E-CSV-FIELD-SIZE", f"a field in the record starting at line {start} exceeds {max_field_size:,} characters", location=f"{display}:{start}",
                              hint="usually an unclosed quote on that line; if the field is real, rerun with --max-field-size") from None
         if "unexpected end of data" in msg or "expected after" in msg:
             col = _quote_column(text, start, delimiter)
             raise InputError("E-CSV-QUOTE", "quoted field opened here never closes properly", location=f"{display}:{start}:{col}",
                              hint="fix the quote in the export (a quote inside a quoted field must be doubled)") from None
         raise InputError("E-CSV-PARSE", f"cannot parse the record starting at line {start} ({msg})", location=f"{display}:{start}", hint="check the quoting") from None
-
-    if header is None:
-        raise InputError("E-CSV-EMPTY", "file has no header row", location=display, hint="export the data again with column headers")
-    headers, hdr_warnings = _unique_headers(header, display)
-    warnings.extend(hdr_warnings)
-    if len(headers) == 1 and delimiter == "," and not options.delimiter:
-        warnings.append(Problem("W-CSV-ONE-COLUMN", display, "only one column found", "pass --delimiter if the file uses another separator"))
-    if trailing_empty:
-        warnings.append(Problem("W-CSV-TRAILING", display, f"{trailing_empty} row(s) end with extra empty fields; the empty fields were ignored", ""))
-    if blank:
-        warnings.append(Problem("W-CSV-BLANK-LINES", display, f"{blank} blank line(s) skipped (not records)", ""))
-    if rejects:
-        warnings.append(Problem("W-CSV-REJECTS", display, f"{len(rejects)} row(s) rejected (see rejects.csv)", "fix the rows in the export and rerun"))
-    if not starts:
-        warnings.append(Problem("W-CSV-NO-ROWS", display, "the file has a header but no data rows", ""))
-    if header_line != 1:
-        warnings.append(Problem("W-CSV-HEADER-LINE", display, f"header found on line {header_line}", ""))
-
-    frame = rows.frame(headers)
-    return RawTable(
-        path=str(path),
-        display=display,
-        sha256=sha,
-        headers=headers,
-        frame=frame,
-        lines=np.asarray(starts, dtype=np.int64),
-        rejects=rejects,
-        warnings=warnings,
-        encoding=codecs.lookup(encoding).name,
-        delimiter=delimiter,
-        blank_lines=blank,
-    )
+    return _Parsed(header, rows.columns(len(header or ())), np.asarray(starts, dtype=np.int64), blank, header_line, rejects, trailing_empty)
 
 
 def _quote_column(text: str, line_no: int, delimiter: str) -> int:
