@@ -312,6 +312,56 @@ def test_a_failed_write_is_raised_in_the_run_and_a_failed_run_stops_the_writer(t
     assert files.files == {"m.csv": b"ab"}
 
 
+
+def test_a_file_written_beside_the_others_neither_waits_nor_is_waited_for(tmp_path):
+    import threading
+
+    from crmclean.pipeline import _Outputs
+
+    staging = Staging(tmp_path / "out")
+    files = _Outputs(staging)
+    release = threading.Event()
+
+    def log():
+        yield b"h\n"
+        assert release.wait(10)  # held until the files taken after it are written
+        yield b"1\n"
+
+    files.beside("changes.csv", log())
+    files["next.csv"] = b"x\n"
+    files["last.csv"] = b"y\n"  # waits for next.csv, not for changes.csv
+    files._wait()
+    assert (staging.path / "last.csv").read_bytes() == b"y\n" and "changes.csv" not in staging.files
+    release.set()
+    files.finish()  # waits for the file beside too
+    assert files.names == ["changes.csv", "next.csv", "last.csv"] and not _writer_threads()
+    assert (staging.path / "changes.csv").read_bytes() == b"h\n1\n"
+
+    files = _Outputs(Staging(tmp_path / "a"))
+
+    def broken():
+        yield b"a\n"
+        raise OSError(28, "injected")
+
+    files.beside("changes.csv", broken())
+    files["other.csv"] = b"b\n"
+    with pytest.raises(OSError, match="injected"):
+        files.finish()  # the failure beside is raised in the run
+    assert not _writer_threads()
+
+    files = _Outputs(Staging(tmp_path / "b"))
+    going = threading.Event()
+
+    def endless():
+        while True:
+            going.set()
+            yield b"x" * 1024
+
+    files.beside("changes.csv", endless())
+    assert going.wait(10)
+    files.abort()  # stopped at its next piece
+    assert not _writer_threads()
+
 def test_a_run_writes_the_same_files_with_its_change_log_packed_in_pieces_as_unpacked(monkeypatch):
     """normalize's change log is held packed and read back a piece at a time: changes.csv, the
     summary's counts per rule and the report's first examples of each rule must be those of the
