@@ -43,6 +43,53 @@ def test_invalid_packs_are_refused_with_a_location(write, text, code, where):
     assert (code, where) in problems, problems
 
 
+
+def _same_marked(a, b) -> bool:
+    from crmclean.rules.yamlsafe import MarkedDict, MarkedList
+
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, MarkedDict):
+        return (list(a) == list(b) and (a.mark, a.key_marks, a.value_marks) == (b.mark, b.key_marks, b.value_marks)
+                and all(_same_marked(a[k], b[k]) for k in a))
+    if isinstance(a, MarkedList):
+        return len(a) == len(b) and (a.mark, a.item_marks) == (b.mark, b.item_marks) and all(map(_same_marked, a, b))
+    return bool(a == b)
+
+
+def test_libyaml_reads_every_shipped_pack_as_the_python_loader_does(monkeypatch):
+    # the packs are parsed by libyaml when it is there: same values, same line:col marks
+    from pathlib import Path
+
+    import crmclean.rules.yamlsafe as Y
+
+    if Y._LIBYAML is None:
+        pytest.skip("PyYAML without libyaml")
+    packs = sorted((Path(__file__).parent.parent / "rules").rglob("*.yaml"))
+    assert len(packs) > 20
+    for path in packs:
+        text = path.read_text(encoding="utf-8")
+        with monkeypatch.context() as m:
+            m.setattr(Y, "_Loader", lambda *a: pytest.fail("read by the Python loader"))
+            fast = Y.load_yaml_text(text, str(path))
+        with monkeypatch.context() as m:
+            m.setattr(Y, "_LIBYAML", None)
+            slow = Y.load_yaml_text(text, str(path))
+        assert _same_marked(fast, slow), path
+
+
+def test_deep_nesting_is_refused_not_a_crash():
+    # libyaml's composer recurses in C: a pack nested 100,000 deep must still get E-YAML-DEPTH
+    # (run apart: a crash would take the test run with it)
+    import subprocess
+    import sys
+
+    code = ("from crmclean.errors import RulePackError\nfrom crmclean.rules.yamlsafe import load_yaml_text\n"
+            "try:\n    load_yaml_text('kind: rules\\na: ' + '[' * 100000 + ']' * 100000, 'p.yaml')\n"
+            "except RulePackError as exc:\n    print(exc.problems[0].code)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "E-YAML-DEPTH", (done.returncode, done.stderr[-300:])
+
 def test_every_problem_is_reported_at_once(write):
     problems = _problems(write, "kind: rules\nnormalise: {}\ndedupe: {max_block_size: x, blocking: []}\ngates: [{id: g}]\n")
     assert len(problems) >= 4
