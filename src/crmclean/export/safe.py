@@ -173,7 +173,7 @@ def formula_cells(frame: pd.DataFrame) -> list[tuple[int, str]]:
     hits: list[tuple[int, str]] = []
     for pos, col in enumerate(frame.columns):
         idx, values = _screen(frame.iloc[:, pos])
-        hits.extend((int(i), col) for i, v in zip(idx.tolist(), values, strict=True) if is_formula_like(v))
+        hits.extend((int(idx[j]), col) for j in _not_plain_data(values) if is_formula_like(values[j]))
     return hits
 
 
