@@ -215,7 +215,8 @@ class _Outputs:
         """Take a file whose makings are small next to its writing — the change log, made from
         its packed parts — and write it on a thread of its own, beside the files taken after it,
         which neither wait for it nor are waited for by it (at a million records its ~550 MB
-        took ~12 s, which the run spent waiting)."""
+        took ~12 s, which the run spent waiting), until :meth:`wait_beside`: the run calls it
+        before making a file whose makings are large, so the two never share memory."""
         if self.staging is None:
             self[name] = data
             return
@@ -230,23 +231,23 @@ class _Outputs:
                 raise _Stopped
             yield piece
 
-    def _wait(self, beside: bool = False) -> None:
-        """Wait for the file being written (and with ``beside``, those written beside); raise
-        what a write raised."""
-        pending, self._pending = self._pending, None
-        waited = [pending] if pending is not None else []
-        if beside:
-            waited += self._beside
-            self._beside = []
-        for future in waited:  # each is waited for, whatever the others raised
-            future.exception()
+    def wait_beside(self) -> None:
+        """Wait for the files written beside the others; raise what a write raised."""
+        waited, self._beside = self._beside, []
         for future in waited:
             future.result()
 
+    def _wait(self) -> None:
+        """Wait for the file being written; raise what its write raised."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
     def finish(self) -> None:
-        """Wait for the last files; raise what a write raised."""
+        """Wait for the last files; raise what a write raised (the writers are waited for either way)."""
         try:
-            self._wait(beside=True)
+            self._wait()
+            self.wait_beside()
         finally:
             self._shutdown()
 
@@ -254,9 +255,11 @@ class _Outputs:
         """The run failed: stop the files being written at their next piece (staging is discarded)."""
         self._stop.set()
         try:
-            self._wait(beside=True)
-        except BaseException:  # the run's own failure is the one to report, not the write's
-            pass
+            for wait in (self._wait, self.wait_beside):
+                try:
+                    wait()
+                except BaseException:  # the run's own failure is the one to report, not a write's
+                    pass
         finally:
             self._shutdown()
 
@@ -607,21 +610,6 @@ def _run(opts: RunOptions, engine: Engine, progress: Callable[[str], None] | Non
         files["rejects.csv"] = safe(pd.DataFrame(raw_rej, columns=["source_file", "source_line", "code", "reason", "raw"]))
         del rej
 
-        # merged.csv: every member of a merged cluster, original values (survivors too, so unmerge is exact)
-        if dd is not None and len(dd.merge_map):
-            loser_set = set(dd.merge_map["loser_id"].to_numpy(dtype=object))
-            surv_set = set(dd.merge_map["survivor_id"].to_numpy(dtype=object))
-            members = np.flatnonzero(member(ids, loser_set | surv_set))
-            role = np.where(member(ids[members], loser_set), "merged", "survivor")
-            files["merged.csv"] = safe(with_originals(members, {"merge_role": role, "survivor_id": np.where(role == "merged", survivor[members], ids[members]),
-                                                                "cluster_id": cluster_ids[members]}))
-            files["merge_map.csv"] = safe(dd.merge_map)
-            files["review.csv"] = safe(dd.review)
-        else:
-            empty = np.zeros(0, dtype=object)
-            files["merged.csv"] = safe(with_originals(np.zeros(0, dtype=np.int64), {"merge_role": empty, "survivor_id": empty, "cluster_id": empty}))
-            files["merge_map.csv"] = frame_csv_bytes(pd.DataFrame(columns=["loser_id", "survivor_id", "cluster_id", "score", "match_weight", "evidence"]))
-            files["review.csv"] = frame_csv_bytes(dd.review if dd is not None else pd.DataFrame(columns=["left_id", "right_id", "score", "match_weight", "evidence", "guard", "decision"]))
         files["clusters.csv"] = frame_csv_pieces(pd.DataFrame({"record_id": ids, "cluster_id": cluster_ids}))
         all_findings = concat(findings, FINDING_COLUMNS)
         findings.clear()
@@ -641,6 +629,26 @@ def _run(opts: RunOptions, engine: Engine, progress: Callable[[str], None] | Non
             "legacy_id": legacy, "record_id": ids, "survivor_id": survivor, "survivor_legacy_id": np.where(surv_at >= 0, legacy[np.maximum(surv_at, 0)], ""),
             "merged_from": merged_from, "state": state,
         }))
+
+        # the merged records' originals (~500 MB at a million records) are made once the change log
+        # is written: the files above, small in the making, went beside it
+        files.wait_beside()
+        release_memory()  # what the change log's writer freed (its own malloc arena) goes back first
+        # merged.csv: every member of a merged cluster, original values (survivors too, so unmerge is exact)
+        if dd is not None and len(dd.merge_map):
+            loser_set = set(dd.merge_map["loser_id"].to_numpy(dtype=object))
+            surv_set = set(dd.merge_map["survivor_id"].to_numpy(dtype=object))
+            members = np.flatnonzero(member(ids, loser_set | surv_set))
+            role = np.where(member(ids[members], loser_set), "merged", "survivor")
+            files["merged.csv"] = safe(with_originals(members, {"merge_role": role, "survivor_id": np.where(role == "merged", survivor[members], ids[members]),
+                                                                "cluster_id": cluster_ids[members]}))
+            files["merge_map.csv"] = safe(dd.merge_map)
+            files["review.csv"] = safe(dd.review)
+        else:
+            empty = np.zeros(0, dtype=object)
+            files["merged.csv"] = safe(with_originals(np.zeros(0, dtype=np.int64), {"merge_role": empty, "survivor_id": empty, "cluster_id": empty}))
+            files["merge_map.csv"] = frame_csv_bytes(pd.DataFrame(columns=["loser_id", "survivor_id", "cluster_id", "score", "match_weight", "evidence"]))
+            files["review.csv"] = frame_csv_bytes(dd.review if dd is not None else pd.DataFrame(columns=["left_id", "right_id", "score", "match_weight", "evidence", "guard", "decision"]))
 
         # --- summary --------------------------------------------------------------------------------
         fill_before = {c: round(float((loaded.frame[c].astype(str).str.strip() != "").mean()), 4) if n else 0.0 for c in CANONICAL_FIELDS if c != RECORD_ID}
