@@ -128,7 +128,7 @@ def _fast_rows(data: memoryview, delimiter: str, max_field: int) -> _Parsed | No
     try:
         table = pacsv.read_csv(
             pa.BufferReader(buffer),
-            read_options=pacsv.ReadOptions(column_names=names, block_size=FAST_BLOCK_BYTES),
+            read_options=pacsv.ReadOptions(column_names=names, block_size=FAST_BLOCK_BYTES, use_threads=False),
             parse_options=pacsv.ParseOptions(delimiter=delimiter, quote_char='"', double_quote=True, escape_char=False,
                                              newlines_in_values=False, ignore_empty_lines=True),
             convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(names, pa.string()), strings_can_be_null=False,
