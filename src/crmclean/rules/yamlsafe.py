@@ -40,8 +40,10 @@ def _pos(node: yaml.Node) -> tuple[int, int]:
 class _Marks(yaml.constructor.SafeConstructor):
     """Mappings and sequences built as MarkedDict/MarkedList, duplicate keys collected as problems."""
 
-    path: str
-    problems: list[Problem]
+    def __init__(self, stream: str, path: str) -> None:
+        super().__init__(stream)  # type: ignore[call-arg]  # the loader's next class takes the stream
+        self.path = path
+        self.problems: list[Problem] = []
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> MarkedDict:  # type: ignore[override]
         result = MarkedDict()
@@ -81,11 +83,6 @@ class _Marks(yaml.constructor.SafeConstructor):
 
 
 class _Loader(_Marks, yaml.SafeLoader):
-    def __init__(self, stream: str, path: str) -> None:
-        super().__init__(stream)
-        self.path = path
-        self.problems: list[Problem] = []
-
     def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:  # type: ignore[override]
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()  # type: ignore[no-untyped-call]
@@ -103,21 +100,16 @@ class _Loader(_Marks, yaml.SafeLoader):
         return super().compose_node(parent, index)  # type: ignore[no-any-return]
 
 
-_Loader.add_constructor("tag:yaml.org,2002:map", _Loader.construct_mapping)  # type: ignore[type-var]  # the stubs' bound knows no mixin
-_Loader.add_constructor("tag:yaml.org,2002:seq", _Loader.construct_sequence)  # type: ignore[type-var]  # the stubs' bound knows no mixin
+# registered once on the mixin: both loaders inherit its table
+_Marks.add_constructor("tag:yaml.org,2002:map", _Marks.construct_mapping)  # type: ignore[type-var]  # the stubs' bound knows no mixin
+_Marks.add_constructor("tag:yaml.org,2002:seq", _Marks.construct_sequence)  # type: ignore[type-var]  # the stubs' bound knows no mixin
 
 _LIBYAML: Any = getattr(yaml, "CSafeLoader", None)
 MAX_LIBYAML_DEPTH = 64  # deeper packs go to the pure-Python loader: libyaml's composer recurses in C
 if _LIBYAML is not None:
 
     class _CLoader(_Marks, _LIBYAML):  # type: ignore[misc,valid-type]
-        def __init__(self, stream: str, path: str) -> None:
-            super().__init__(stream)  # type: ignore[call-arg]
-            self.path = path
-            self.problems = []
-
-    _CLoader.add_constructor("tag:yaml.org,2002:map", _CLoader.construct_mapping)  # type: ignore[type-var]  # the stubs' bound knows no mixin
-    _CLoader.add_constructor("tag:yaml.org,2002:seq", _CLoader.construct_sequence)  # type: ignore[type-var]  # the stubs' bound knows no mixin
+        """The same marked values, parsed and composed by libyaml."""
 
 
 def _plain(text: str) -> bool:
