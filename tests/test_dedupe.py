@@ -26,7 +26,7 @@ from crmclean.dedupe.compare import (
     last_level_one,
     names_conflict,
 )
-from crmclean.dedupe.features import build_features
+from crmclean.dedupe.features import CODE_GROUPS, build_features, carried
 from crmclean.dedupe.nicknames import _table, known_names, related, related_many
 from crmclean.rules.packs import Pack, load_pack
 from helpers import canonical
@@ -482,6 +482,7 @@ def test_a_later_pass_splices_rebuilt_features_into_the_kept_ones_as_plain_objec
     inferred as Arrow text by pandas 3, and every later use of a column would then make a
     Python string per row)."""
     from crmclean.dedupe import _features
+    from crmclean.dedupe.blocking import candidate_pairs, keyed_rules
     from crmclean.normalize import NormalizeContext, normalize
     from crmclean.pipeline import load_inputs
 
@@ -491,15 +492,32 @@ def test_a_later_pass_splices_rebuilt_features_into_the_kept_ones_as_plain_objec
     write_csv(generate(400, seed=7), "hubspot", tmp_path / "s.csv")
     loaded = load_inputs([tmp_path / "s.csv"])
     before = normalize(loaded.frame, load_pack("default"), NormalizeContext(loaded.sources), workers=1).frame.reset_index(drop=True)
-    previous = build_features(before)
+    built = build_features(before)
+    rules = load_pack("default").data["dedupe"]["blocking"]
+    keyed_rules(built, rules)  # blocking codes further columns (the sorted full name): they are carried as codes too
+    previous = carried(built)
+    assert "full_sorted" in previous.book and "fn_known" in previous.plain
     keep = np.arange(len(before)) % 5 != 3  # the last pass's losers are gone
     frame = before[keep].reset_index(drop=True)
     frame.loc[::9, "email"] = "someone.else@example.org"  # ... and its survivors' golden values changed
-    focus = frozenset(frame["record_id"].iloc[::9].astype(str).tolist())
+    frame.loc[1::9, "last_name"] = frame["last_name"].iloc[0]  # a value other records hold
+    focus = frozenset(frame["record_id"].iloc[::9].astype(str).tolist() + frame["record_id"].iloc[1::9].astype(str).tolist())
     spliced = _features(frame, frozenset(), previous, focus, kept=np.flatnonzero(keep))
-    assert list(spliced.columns) == list(previous.columns)
-    assert spliced.dtypes.tolist() == previous.dtypes.tolist()
-    assert spliced.equals(build_features(frame, shared=previous.attrs["shared"]))
+    fresh = build_features(frame, shared=previous.shared)
+    assert list(spliced.columns) == list(built.columns)
+    assert spliced.dtypes.tolist() == built.dtypes.tolist()
+    assert spliced.equals(fresh)
+    # its codes are the previous pass's, the rebuilt rows' values coded among them: equal codes
+    # mean equal values (across a code group's columns too), so blocking finds the same pairs
+    book = spliced.attrs["codes"]
+    assert set(book) == set(previous.book)
+    for c, cd in book.items():
+        assert len(set(cd.values.tolist())) == len(cd.values)
+        assert (cd.values[cd.codes] == spliced[c].to_numpy(dtype=object)).all()
+        assert all(book[g].values is cd.values for group in CODE_GROUPS if c in group for g in group)
+    ours, theirs = candidate_pairs(spliced, rules, 60), candidate_pairs(fresh, rules, 60)
+    assert len(ours.left) > 0
+    assert np.array_equal(ours.left, theirs.left) and np.array_equal(ours.right, theirs.right)
 
 
 def test_a_lines_people_are_counted_in_name_order_whatever_the_order_of_the_records() -> None:

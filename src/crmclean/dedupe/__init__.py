@@ -38,7 +38,14 @@ from crmclean.dedupe.compare import (
     on_pairs,
     take,
 )
-from crmclean.dedupe.features import FEATURE_INPUTS, build_features, coded, drop_codes
+from crmclean.dedupe.features import (
+    FEATURE_INPUTS,
+    Carried,
+    build_features,
+    carried,
+    coded,
+    spliced,
+)
 from crmclean.dedupe.nicknames import known_names
 from crmclean.dedupe.score import (
     Model,
@@ -80,7 +87,7 @@ class DedupeResult:
     rules: list[RuleEstimate] = field(default_factory=list)
     auto_pairs: int = 0
     model: Model | None = None
-    features: pd.DataFrame | None = None
+    features: Carried | None = None  # the pass's features, as a further pass takes them over
     max_block: int = 0  # block-size limit used (the pack's, or tightened to fit the pair budget)
     # what a further pass must look at again (see dedupe): per blocking rule, the ids in blocks
     # the merges brought under the size limit; and the records a further pass must compare again
@@ -235,7 +242,7 @@ class _Carry:
     other reference — the memory goes then, not when the pass returns."""
 
     frame: pd.DataFrame | None
-    features: pd.DataFrame | None = None
+    features: Carried | None = None
     compared: np.ndarray | None = None
     kept: np.ndarray | None = None  # see DedupeResult.kept
     ids: np.ndarray | None = None  # the frame's record ids as strings
@@ -293,7 +300,7 @@ def _standing(record_ids: pd.Series, merge_map: pd.DataFrame) -> np.ndarray:
     return out
 
 
-def _features(frame: pd.DataFrame, roles: frozenset[str], previous: pd.DataFrame | None, focus: frozenset[str] | None,
+def _features(frame: pd.DataFrame, roles: frozenset[str], previous: Carried | None, focus: frozenset[str] | None,
               min_people: int = 3, kept: np.ndarray | None = None) -> pd.DataFrame:
     """Features for ``frame``; with a previous pass, only the golden records are rebuilt. The
     previous pass's features are rows of the frame it started from; ``kept`` holds the position
@@ -303,21 +310,11 @@ def _features(frame: pd.DataFrame, roles: frozenset[str], previous: pd.DataFrame
         return build_features(frame, roles, min_people=min_people)
     assert kept is not None and len(kept) == len(frame)
     hot = member(frame[RECORD_ID].astype(str), focus)
-    fresh = build_features(frame[hot].reset_index(drop=True), roles, shared=previous.attrs.get("shared"))
+    fresh = build_features(frame[hot].reset_index(drop=True), roles, shared=previous.shared)
     cold, warm = np.flatnonzero(~hot), np.flatnonzero(hot)
-    kept_at = kept[cold]
     # in frame order, a column at a time: the kept rows' values, and the rebuilt ones' (a frame
     # of kept rows, their concatenation and its reordering were three copies of the features)
-    data: dict[str, pd.Series] = {}
-    for c in previous.columns:
-        values = previous[c].to_numpy()
-        column = np.empty(len(frame), dtype=values.dtype)
-        column[cold] = values[kept_at]
-        column[warm] = fresh[c].to_numpy(dtype=values.dtype)
-        data[c] = pd.Series(column, dtype=column.dtype)  # as build_features holds them: plain objects, not inferred Arrow text
-    out = pd.DataFrame(data)
-    out.attrs["shared"] = previous.attrs.get("shared")
-    return out
+    return spliced(previous, fresh, len(frame), cold, warm, kept[cold])
 
 
 @dataclass
@@ -602,10 +599,12 @@ def _dedupe_once(carry: _Carry, pack: Pack, decisions: pd.DataFrame | None = Non
     compared, carry.compared = carry.compared, None
     judged = _judge(feats, ids, settings, decisions, model, focus, engine, block_limit, opened, compared)
     del compared
-    drop_codes(feats)  # the pass's codes: its pairs are judged (a next pass codes its own frame)
-    release_memory()  # the pair arrays
-    labels = judged.labels
     obj = feats["object"].to_numpy(dtype=object)
+    # its pairs judged, the features are kept as codes for a further pass (their text columns go)
+    kept_features = carried(feats)
+    del feats
+    release_memory()  # the pair arrays, the features' text columns
+    labels = judged.labels
 
     # cluster ids from the smallest record id in each cluster: stable across runs. A later pass
     # names only its merged clusters: _compose names every cluster of the composed result.
@@ -702,7 +701,7 @@ def _dedupe_once(carry: _Carry, pack: Pack, decisions: pd.DataFrame | None = Non
     compared_out = _renumber(judged.compared, keep)
     return DedupeResult(frame=out, clusters=clusters, merge_map=merge_map, losers=pd.DataFrame(), review=judged.review,
                         changes=concat(changes, CHANGE_COLUMNS), candidate_pairs=judged.candidate_pairs, rules=judged.rules,
-                        auto_pairs=judged.auto_pairs, model=judged.model, features=feats, max_block=judged.max_block, reopened=reopen,
+                        auto_pairs=judged.auto_pairs, model=judged.model, features=kept_features, max_block=judged.max_block, reopened=reopen,
                         retouch=frozenset(retouch), compared=compared_out, kept=np.flatnonzero(keep))
 
 
