@@ -314,6 +314,37 @@ def test_street_fast_path_equals_reference_on_every_accepted_value():
     assert accepted > 3000
 
 
+def test_a_street_parsed_by_the_shape_of_its_house_number_equals_the_reference():
+    """A street is tagged once per (house number's length and trailing zeros, rest of the street):
+    the result for any number of that shape is the reference result for that number. Rests the
+    fast path leaves to the tagger (a name word that is also a street type, units, PO boxes,
+    places, odd forms), numbers of every length, with and without zeros."""
+    from bench.synth import generate
+
+    from crmclean.normalize.address import _stand_in, _us_street_text
+
+    rng = random.Random(5)
+    rests = [r.values["street"].partition(" ")[2] for r in generate(700, seed=23).records]
+    rests += ["West Ridge Av", "NORTH CENTER CIR UNIT 13", "East Valley Boulevard Apartment 27A", "S Forest Ter #4B",
+              "Main St, Springfield IL 62704", "Park Ave Suite 100 New York NY", "Main", "St", "1/2 Main St", "N 3rd Road",
+              "E Court Rd", "Broadway Apt", "PO Box 12", "Oak St and Elm St", "Main St Apt 2 Floor 3", "Rue de la Paix",
+              "Highway 61 South", "County Road 12", "I-95", "W 42nd St Fl 8", "Avenue of the Americas", "c/o Acme, Main St"]
+    numbers = ["1", "0", "7", "10", "100", "1000", "70500", "123456", "000", "007", "0100", "999999", "20"]
+    checked = shaped = 0
+    for rest in rests:
+        if not rest:
+            continue
+        for number in rng.sample(numbers, 4) + [str(rng.randint(1, 999999))]:
+            value = f"{number} {rest}"
+            got = normalize_us_street(value, PUB)
+            assert got == _us_street_text(tidy(value), PUB, "title"), value
+            assert normalize_us_street(value.upper(), PUB, "upper") == _us_street_text(tidy(value.upper()), PUB, "upper"), value
+            checked += 1
+            shaped += _stand_in(number) != number and got[2] is None
+    assert checked > 2500 and shaped > 1500
+    assert _stand_in("4250") == "1110" and _stand_in("007") == "111" and _stand_in("100") == "100"
+
+
 def test_email_fast_path_equals_reference_on_every_accepted_value():
     rng = random.Random(3)
     alphabet = "abcdefghijklmnopqrstuvwxyz0123456789._%+-"

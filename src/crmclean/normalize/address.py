@@ -158,6 +158,43 @@ def normalize_us_street(street: str, pub: Pub28, style: str = "title") -> tuple[
     text = tidy(street.replace("\n", ", ").replace("\r", " "))
     if not text:
         return street, (), None
+    lead = _HOUSE_NUMBER.fullmatch(text)
+    if lead is not None:
+        number, rest = lead.groups()
+        stand_in = _stand_in(number)
+        if stand_in != number and not _numbers_in_tables(pub):
+            out, place, reason = _us_street_text(stand_in + " " + rest, pub, style)
+            if reason:
+                return text, (), reason
+            if not place and out.startswith(stand_in + " "):
+                return number + out[len(stand_in):], (), None
+    return _us_street_text(text, pub, style)
+
+
+# A house number and the rest of the street: the tagger sees a number only as its length and its
+# trailing zeros (usaddress's tokenFeatures: a token of digits has no "word" feature), so every
+# number of one length and one run of trailing zeros is tagged alike in the same street, and
+# the digits pass through the formatting unchanged (no Pub 28 table holds a number). A street
+# is therefore parsed once per (shape of number, rest): many houses share a street.
+_HOUSE_NUMBER = re.compile(r"([0-9]{1,6}) (\S.*)", re.DOTALL)
+
+
+def _stand_in(number: str) -> str:
+    """The number of the same length and trailing zeros that stands for ``number``: 4250 → 1110."""
+    zeros = len(number) - len(number.rstrip("0"))
+    return "1" * (len(number) - zeros) + "0" * zeros
+
+
+@lru_cache(maxsize=8)
+def _numbers_in_tables(pub: Pub28) -> bool:
+    """Whether a pack's tables give a number a meaning (then a street is parsed as it is)."""
+    tables = (pub.suffixes, pub.units, pub.directionals, pub.us_states, pub.ca_provinces)
+    return any(any(ch.isdigit() for ch in key) for table in tables for key in table)
+
+
+@lru_cache(maxsize=131_072)
+def _us_street_text(text: str, pub: Pub28, style: str) -> tuple[str, tuple[tuple[str, str], ...], str | None]:
+    """:func:`normalize_us_street` of a tidied, non-blank street: the reference, by the tagger."""
     if re.match(r"^\d{7,}\s+\d", text):
         return text, (), "ADDRESS_LEGACY_PREFIX"
     out, place, reason = _parse_us_street(text, pub, style)
