@@ -497,6 +497,10 @@ def test_a_later_pass_splices_rebuilt_features_into_the_kept_ones_as_plain_objec
     keyed_rules(built, rules)  # blocking codes further columns (the sorted full name): they are carried as codes too
     previous = carried(built)
     assert "full_sorted" in previous.book and "fn_known" in previous.plain
+    # nothing carried is a view of the features' arrays: one would keep a whole block of columns alive
+    views = [built[c].to_numpy() for c in built.columns]
+    assert not any(np.shares_memory(a, v) for a in previous.plain.values() for v in views)
+    assert not any(np.shares_memory(previous.column(c), v) for c in built.columns for v in views)
     keep = np.arange(len(before)) % 5 != 3  # the last pass's losers are gone
     frame = before[keep].reset_index(drop=True)
     frame.loc[::9, "email"] = "someone.else@example.org"  # ... and its survivors' golden values changed

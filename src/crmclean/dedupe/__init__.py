@@ -599,11 +599,11 @@ def _dedupe_once(carry: _Carry, pack: Pack, decisions: pd.DataFrame | None = Non
     compared, carry.compared = carry.compared, None
     judged = _judge(feats, ids, settings, decisions, model, focus, engine, block_limit, opened, compared)
     del compared
-    obj = feats["object"].to_numpy(dtype=object)
     # its pairs judged, the features are kept as codes for a further pass (their text columns go)
     kept_features = carried(feats)
     del feats
     release_memory()  # the pair arrays, the features' text columns
+    obj = kept_features.column("object")
     labels = judged.labels
 
     # cluster ids from the smallest record id in each cluster: stable across runs. A later pass

@@ -114,14 +114,24 @@ class Carried:
     plain: dict[str, np.ndarray]  # the rest (flags; a key column no step coded)
     shared: Shared | None
 
+    def column(self, name: str) -> np.ndarray:
+        """One column's values (a new array)."""
+        if name in self.book:
+            c = self.book[name]
+            out: np.ndarray = c.values[c.codes]
+            return out
+        return self.plain[name].copy()
+
 
 def carried(f: pd.DataFrame) -> Carried:
-    """``f`` as a further pass takes it over (see :class:`Carried`)."""
+    """``f`` as a further pass takes it over (see :class:`Carried`). Nothing in it is a view of
+    ``f``'s arrays: pandas keeps columns of one type in one two-dimensional block, and a view
+    of one column would keep the whole block — every text column — alive."""
     book = f.attrs.get("codes")
     codes = dict(book) if isinstance(book, Codebook) and book.describes(f) else {}
     text = [c for c in f.columns if c in codes and f[c].dtype == object]
     return Carried(list(f.columns), {c: codes[c] for c in text},
-                   {c: f[c].to_numpy() for c in f.columns if c not in text}, f.attrs.get("shared"))
+                   {c: f[c].to_numpy(copy=True) for c in f.columns if c not in text}, f.attrs.get("shared"))
 
 
 def spliced(previous: Carried, fresh: pd.DataFrame, n: int, cold: np.ndarray, warm: np.ndarray, kept_at: np.ndarray) -> pd.DataFrame:
