@@ -88,11 +88,11 @@ def one(size: int, seed: int, stages: list[str], engine: str) -> dict[str, objec
     from crmclean.model import PackedFrame
     from crmclean.normalize import NormalizeContext
     from crmclean.pipeline import KEPT_AFTER_DEDUPE, RunOptions, load_inputs, run
-    from crmclean.procs import lean_arrow_memory
+    from crmclean.procs import lean_memory
     from crmclean.rules.packs import load_pack
 
     csv_path, truth_path = make_data(size, seed)
-    lean_arrow_memory()  # as the command line does
+    lean_memory()  # as the command line does
     out: dict[str, object] = {"contacts": size, "seed": seed, "engine": engine, "file_mb": round(csv_path.stat().st_size / 1e6, 1),
                               "calibration_before_s": calibration_s()}
     pack = load_pack("default")

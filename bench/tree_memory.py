@@ -24,9 +24,9 @@ import json, resource, sys, time
 sys.path.insert(0, sys.argv[2])
 from crmclean.normalize import NormalizeContext, normalize
 from crmclean.pipeline import load_inputs
-from crmclean.procs import lean_arrow_memory
+from crmclean.procs import lean_memory
 from crmclean.rules.packs import load_pack
-lean_arrow_memory()
+lean_memory()
 loaded = load_inputs([sys.argv[1]])
 t = time.perf_counter()
 normalize(loaded.frame, load_pack("default"), NormalizeContext(loaded.sources))

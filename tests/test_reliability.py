@@ -693,6 +693,22 @@ def test_command_line_uses_malloc_for_arrow_unless_a_pool_is_chosen(monkeypatch)
         pa.set_memory_pool(before)
 
 
+def test_command_line_gives_threads_one_malloc_arena_unless_the_user_chose(monkeypatch) -> None:
+    import crmclean.procs as procs
+
+    calls: list[tuple[int, int]] = []
+    monkeypatch.setattr(procs, "_libc", lambda name: (lambda a, b: calls.append((a, b))) if name == "mallopt" else None)
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    procs.one_malloc_arena()
+    assert calls == []  # the user's setting stands
+    monkeypatch.delenv("MALLOC_ARENA_MAX")
+    procs.one_malloc_arena()
+    assert calls == [(procs.M_ARENA_MAX, 1)]
+    monkeypatch.setattr(procs, "_libc", lambda name: None)  # a C library without mallopt
+    procs.one_malloc_arena()
+    assert calls == [(procs.M_ARENA_MAX, 1)]
+
+
 def test_release_memory_returns_freed_heap_to_the_system() -> None:
     """Between stages the run hands freed heap back (glibc's malloc_trim): resident memory after
     freeing many small objects drops instead of staying at its high-water mark."""

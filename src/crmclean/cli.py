@@ -15,7 +15,7 @@ import typer
 
 from crmclean import __version__, render
 from crmclean.errors import CrmcleanError, ExitCode, InvariantError, RulePackError
-from crmclean.procs import lean_arrow_memory
+from crmclean.procs import lean_memory
 
 T = TypeVar("T")
 
@@ -485,7 +485,7 @@ def _check_environment() -> None:
 def main() -> None:
     """Console entry point."""
     _check_environment()
-    lean_arrow_memory()
+    lean_memory()
     try:
         app()
     except KeyboardInterrupt:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import unicodedata
 import weakref
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -369,6 +370,9 @@ def _street_key(value: str) -> str:
     return f"{digits} {' '.join(tokens[:2])}".strip() if digits and tokens else ""
 
 
+THREADED_ROWS = 20_000  # records before coding the column groups on two threads pays
+
+
 def build_features(frame: pd.DataFrame, role_locals: frozenset[str] = frozenset(),
                    shared: dict[str, frozenset[str]] | None = None, min_people: int = 3) -> pd.DataFrame:
     """One row per record: folded names, phonetic keys, contact keys, shared-contact flags.
@@ -379,35 +383,51 @@ def build_features(frame: pd.DataFrame, role_locals: frozenset[str] = frozenset(
     ``dedupe.shared_contact_min_names``).
     """
     n = len(frame)
-    fn_c = _fold_coded(frame["first_name"])
-    first_c = _mapped(fn_c, lambda s: s.split(" ")[0] if s else "")
-    ln_c = _fold_coded(frame["last_name"])
-    # an address holds an "@" and no space; casefolded (each distinct value once)
-    email_in = _series_coded(frame["email"].astype(str).fillna(""))
-    email_c = _recoded(email_in, _emails_folded(email_in.values))
-    # the local part before any "+tag", without dots: the text before the first "@" or "+" (of
-    # each distinct address)
-    local = pc.extract_regex(pa.array(email_c.values, type=pa.large_string()), "^(?P<l>[^@+]*)").field("l")
-    local_c = _recoded(email_c, pc.replace_substring(local, ".", ""))
-    postal = frame["postal_code"].astype(str).fillna("")
-    zip_c = _text_coded(postal.str[:5].where(postal.str.match(r"^\d{5}"), ""))
-    city_c = _fold_coded(frame["city"])
-    street_in = _series_coded(frame["street_1"])
-    folds = _fold_many(street_in.values)
-    street_c = _recoded(street_in, folds)
-    street_key_c = _recoded(street_in, _street_keys(street_in.values, folds))
-    book: dict[str, Coded] = {
-        **_unified({"fn_first": first_c, "ln": ln_c, "fn": fn_c}),
-        **_unified({"email": email_c, "email_local": local_c}),
-        **_unified({"phone": _phone_coded(frame["phone"]), "mobile": _phone_coded(frame["mobile"])}),
-        **_unified({"street_key": street_key_c, "street": street_c, "zip5": zip_c, "city": city_c}),
-        "fn_initial": _mapped(fn_c, lambda s: s[:1]),
-        "ln_phon": _mapped(ln_c, lambda s: jellyfish.metaphone(s.replace(" ", "")) if s else ""),
-        "suffix": _mapped(_series_coded(frame["suffix"]), _suffix_key),
-        "company": _text_coded(frame["_company_key"].astype(str)) if "_company_key" in frame else _fold_coded(frame["company_name"]),
-        "title": _fold_coded(frame["job_title"]),
-        "object": _text_coded(frame["_object"].astype(str)),
-    }
+
+    def names() -> dict[str, Coded]:
+        fn_c = _fold_coded(frame["first_name"])
+        first_c = _mapped(fn_c, lambda s: s.split(" ")[0] if s else "")
+        ln_c = _fold_coded(frame["last_name"])
+        return {**_unified({"fn_first": first_c, "ln": ln_c, "fn": fn_c}),
+                "fn_initial": _mapped(fn_c, lambda s: s[:1]),
+                "ln_phon": _mapped(ln_c, lambda s: jellyfish.metaphone(s.replace(" ", "")) if s else "")}
+
+    def emails() -> dict[str, Coded]:
+        # an address holds an "@" and no space; casefolded (each distinct value once)
+        email_in = _series_coded(frame["email"].astype(str).fillna(""))
+        email_c = _recoded(email_in, _emails_folded(email_in.values))
+        # the local part before any "+tag", without dots: the text before the first "@" or "+"
+        # (of each distinct address)
+        local = pc.extract_regex(pa.array(email_c.values, type=pa.large_string()), "^(?P<l>[^@+]*)").field("l")
+        return _unified({"email": email_c, "email_local": _recoded(email_c, pc.replace_substring(local, ".", ""))})
+
+    def places() -> dict[str, Coded]:
+        postal = frame["postal_code"].astype(str).fillna("")
+        zip_c = _text_coded(postal.str[:5].where(postal.str.match(r"^\d{5}"), ""))
+        city_c = _fold_coded(frame["city"])
+        street_in = _series_coded(frame["street_1"])
+        folds = _fold_many(street_in.values)
+        street_c = _recoded(street_in, folds)
+        street_key_c = _recoded(street_in, _street_keys(street_in.values, folds))
+        return _unified({"street_key": street_key_c, "street": street_c, "zip5": zip_c, "city": city_c})
+
+    def others() -> dict[str, Coded]:
+        return {**_unified({"phone": _phone_coded(frame["phone"]), "mobile": _phone_coded(frame["mobile"])}),
+                "suffix": _mapped(_series_coded(frame["suffix"]), _suffix_key),
+                "company": _text_coded(frame["_company_key"].astype(str)) if "_company_key" in frame else _fold_coded(frame["company_name"]),
+                "title": _fold_coded(frame["job_title"]),
+                "object": _text_coded(frame["_object"].astype(str))}
+
+    # the column groups are coded apart, on two threads: most of the work is Arrow's (dictionary
+    # encoding, regular expressions, folding), which runs without the GIL. Each group's codes
+    # are made by one thread alone, so the result does not depend on which ran first.
+    jobs = (names, emails, places, others)
+    if n >= THREADED_ROWS:
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="crmclean-features") as pool:
+            parts = list(pool.map(lambda job: job(), jobs))
+    else:
+        parts = [job() for job in jobs]
+    book: dict[str, Coded] = {k: v for part in parts for k, v in part.items()}
 
     def text(name: str) -> np.ndarray:
         c = book[name]
