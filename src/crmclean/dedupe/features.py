@@ -96,11 +96,6 @@ def _coded_with_group(book: Codebook, column: str) -> bool:
     return all(c in book and book[c].values is book[column].values for c in group)
 
 
-def drop_codes(f: pd.DataFrame) -> None:
-    """Let the frame's codebook go (a pass's codes, once its pairs are judged)."""
-    f.attrs.pop("codes", None)
-
-
 @dataclass
 class Carried:
     """A pass's features as a further pass takes them over: each coded text column as its codes
