@@ -98,8 +98,10 @@ def one_malloc_arena() -> None:
     """Have every thread allocate from glibc's main arena, unless the user set
     ``MALLOC_ARENA_MAX``. A thread otherwise gets an arena of its own, which keeps what the
     thread freed: coding the features' column groups on two threads left ~65 MB more resident
-    at a million records after ``malloc_trim`` (and ~200 MB more before it), with one arena as
-    little as on one thread, for ~0.7 s of the 3 s the second thread saves. Called by the
+    at a million records after ``malloc_trim`` (and ~200 MB more before it); with one arena, as
+    little as on one thread. It took 12.7–14.2 s against 11.8 s with an arena per thread and
+    14.3–15.5 s on one thread (a noisy machine), and whole dedupe runs showed no difference
+    (130.5 and 134.0 s against 122.9 and 137.4 s). Called by the
     command line (and the benchmark), not on import: a library must not change its host's
     allocator. A no-op where the C library has no ``mallopt``."""
     if os.environ.get("MALLOC_ARENA_MAX"):
