@@ -475,6 +475,31 @@ def test_feature_columns_hold_one_string_per_distinct_value(tmp_path: Path) -> N
         assert len({id(v) for v in values}) == len(set(values.tolist())), c
 
 
+def test_features_coded_on_two_threads_equal_those_coded_on_one(monkeypatch, tmp_path: Path) -> None:
+    """The column groups are coded on two threads from THREADED_ROWS records on: the features,
+    their codes and value spaces are the same as on one thread, whichever group finishes first."""
+    import crmclean.dedupe.features as features
+    from crmclean.normalize import NormalizeContext, normalize
+    from crmclean.pipeline import load_inputs
+
+    sys.path.insert(0, str(Path(__file__).parents[1]))
+    from bench.synth import generate, write_csv
+
+    write_csv(generate(300, seed=11), "hubspot", tmp_path / "s.csv")
+    loaded = load_inputs([tmp_path / "s.csv"])
+    frame = normalize(loaded.frame, load_pack("default"), NormalizeContext(loaded.sources), workers=1).frame.reset_index(drop=True)
+    monkeypatch.setattr(features, "THREADED_ROWS", 10**9)
+    one = build_features(frame, frozenset({"info"}))
+    monkeypatch.setattr(features, "THREADED_ROWS", 0)
+    two = build_features(frame, frozenset({"info"}))
+    assert two.equals(one)
+    a, b = one.attrs["codes"], two.attrs["codes"]
+    assert list(a) == list(b)
+    for c in a:
+        assert np.array_equal(a[c].codes, b[c].codes) and a[c].values.tolist() == b[c].values.tolist(), c
+    assert dict(one.attrs["shared"]) == dict(two.attrs["shared"])
+
+
 def test_a_later_pass_splices_rebuilt_features_into_the_kept_ones_as_plain_objects(tmp_path: Path) -> None:
     """A later pass rebuilds the features of the records it looks at again and keeps the rest,
     found by their position in the frame the last pass started from: the result is what
