@@ -176,7 +176,7 @@ def normalize_us_street(street: str, pub: Pub28, style: str = "title") -> tuple[
 # number of one length and one run of trailing zeros is tagged alike in the same street, and
 # the digits pass through the formatting unchanged (no Pub 28 table holds a number). A street
 # is therefore parsed once per (shape of number, rest): many houses share a street.
-_HOUSE_NUMBER = re.compile(r"([0-9]{1,6}) (\S.*)", re.DOTALL)
+_HOUSE_NUMBER = re.compile(r"([0-9]{1,6}) (.+)", re.DOTALL)  # on tidied text: one space after the number
 
 
 def _stand_in(number: str) -> str:
@@ -232,16 +232,13 @@ def fast_us_street(street: str, pub: Pub28, style: str = "title") -> tuple[str, 
     :func:`normalize_us_street` on every value this accepts.
     """
     text = tidy(street)
-    lead = _LEAD_NUMBER.match(text)
+    lead = _HOUSE_NUMBER.fullmatch(text)
     if lead is None:
         return None
     # The house number only passes through (digits, no case), so the rest of the street is
     # formatted once per distinct rest: many houses share a street.
     rest = _fast_rest(lead.group(2), pub, style)
     return None if rest is None else (lead.group(1) + " " + rest, (), None)
-
-
-_LEAD_NUMBER = re.compile(r"(\d{1,6}) (.+)", re.DOTALL)  # on tidied text: one space after the number
 
 
 @lru_cache(maxsize=65_536)

@@ -80,8 +80,6 @@ class _Marks(yaml.constructor.SafeConstructor):
         return result
 
 
-
-
 class _Loader(_Marks, yaml.SafeLoader):
     def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:  # type: ignore[override]
         if self.check_event(yaml.AliasEvent):
